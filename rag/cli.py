@@ -1,0 +1,138 @@
+"""`rag build`, `rag ask`, `rag serve`, `rag models`: the command line. RagError -> message + exit code."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from rag.config import Settings
+from rag.errors import RagError
+
+EXIT_ERROR = 2
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {
+        "index_dir": getattr(args, "index", None),
+        "seeds_dir": getattr(args, "seeds", None),
+        "llm_path": getattr(args, "llm", None),
+        "top_k": getattr(args, "k", None),
+    }
+    return Settings.from_env().with_overrides(**overrides)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    """Build (or, with --if-stale, refresh) the index and print a summary."""
+    from rag.pipeline import build_index
+
+    settings = _settings(args)
+    print(f"索引を作成します: {settings.seeds_dir}/ -> {settings.index_dir}/", file=sys.stderr)
+    report = build_index(settings=settings, if_stale=args.if_stale, show_progress=not args.quiet)
+    if not report.rebuilt:
+        print(f"索引は最新です ({report.docs} 記事, {report.chunks} passages): {report.index_dir}/")
+    else:
+        print(f"完了: {report.docs} 記事, {report.chunks} passages, {report.seconds:.1f} 秒 -> {report.index_dir}/")
+    for skipped in report.skipped:
+        print(f"  スキップ: {skipped.path}: {skipped.reason}")
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    """Answer one question, streaming the text, then list the numbered sources."""
+    from rag.pipeline import load_pipeline
+
+    pipe = load_pipeline(settings=_settings(args))
+    stream = pipe.stream(args.question)
+    for piece in stream:
+        print(piece, end="", flush=True)
+    print()
+    answer = stream.answer
+    assert answer is not None
+    print()
+    shown = answer.citations or answer.passages
+    print("出典:" if answer.citations else "参照した資料 (回答に番号の引用はありません):")
+    for c in shown:
+        date = f" ({c.date})" if c.date else ""
+        print(f"[{c.n}] {c.title}{date} — {c.source}")
+        if args.show_text:
+            print("    " + c.text.replace("\n", "\n    "))
+    if args.verbose:
+        print(
+            f"\n(prompt {answer.prompt_tokens} tokens, first token {answer.seconds_to_first_token:.1f} s, "
+            f"total {answer.seconds_total:.1f} s)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Start the Gradio chat page."""
+    from rag.webapp import serve
+
+    serve(settings=_settings(args), host=args.host, port=args.port)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """Prepare the default models under models/: assemble and verify the GGUF, convert e5."""
+    from rag.models import LLMS, assemble_gguf, resolve_embed_path
+
+    settings = _settings(args)
+    names = args.llm_names or [settings.llm_name]
+    for name in names:
+        if name not in LLMS:
+            raise RagError(f"Unknown model {name!r}; choose from {', '.join(LLMS)}.")
+        print(f"LLM {name}: {assemble_gguf(LLMS[name], settings.models_dir)} (sha256 OK)")
+    print(f"Embedding model: {resolve_embed_path(models_dir=settings.models_dir, embed_model_path=settings.embed_model_path)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for all subcommands."""
+    parser = argparse.ArgumentParser(prog="rag", description="記事QA: ニュース記事に出典付きで答えるローカルQA")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("build", help="seeds/ の記事から索引を作る")
+    p.add_argument("--seeds", help="記事フォルダ (既定: seeds)")
+    p.add_argument("--index", help="索引フォルダ (既定: index)")
+    p.add_argument("--if-stale", action="store_true", help="記事や設定が変わったときだけ作り直す")
+    p.add_argument("--quiet", action="store_true", help="進捗バーを出さない")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("ask", help="質問に答える")
+    p.add_argument("question")
+    p.add_argument("--index", help="索引フォルダ (既定: index)")
+    p.add_argument("--llm", help="GGUF モデルのパス (既定: 同梱の Qwen2.5-Coder-1.5B)")
+    p.add_argument("-k", type=int, help="資料として渡す passage の数")
+    p.add_argument("--show-text", action="store_true", help="出典の本文も表示する")
+    p.add_argument("-v", "--verbose", action="store_true", help="トークン数と時間を表示する")
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("serve", help="チャット画面を起動する")
+    p.add_argument("--index", help="索引フォルダ (既定: index)")
+    p.add_argument("--llm", help="GGUF モデルのパス")
+    p.add_argument("--host", default="127.0.0.1", help="待ち受けアドレス (既定: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=7860)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("models", help="同梱モデルを models/ に用意する")
+    p.add_argument("llm_names", nargs="*", help="用意する LLM (既定: 設定の llm_name)")
+    p.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `rag` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except RagError as exc:
+        print(f"エラー: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Settings with defaults; only the edges (cli.py, app.py) read the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+from rag.errors import RagError
+
+DEFAULT_LLM = "qwen2.5-coder-1.5b"
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a pipeline needs to know; pass overrides as keyword arguments."""
+
+    index_dir: Path = Path("index")
+    seeds_dir: Path = Path("seeds")
+    models_dir: Path = Path("models")
+    llm_name: str = DEFAULT_LLM  # a bundled GGUF (see rag.models.LLMS); ignored if llm_path is set
+    llm_path: Path | None = None  # any GGUF file the user has
+    embed_model_path: Path | None = None  # a sentence-transformers folder; default: converted e5
+    top_k: int = 4
+    chunk_size: int = 300
+    chunk_overlap: int = 60
+    n_ctx: int = 4096
+    max_tokens: int = 384
+    n_threads: int = _cpu_count()
+    temperature: float = 0.0  # greedy: the same question gives the same answer
+
+    def with_overrides(self, **overrides: object) -> Settings:
+        """Return a copy with the given non-None fields replaced (paths coerced to Path)."""
+        known = {f.name for f in fields(self)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise RagError(f"Unknown setting(s): {', '.join(sorted(unknown))}. Known: {', '.join(sorted(known))}.")
+        clean: dict[str, object] = {}
+        for name, value in overrides.items():
+            if value is None:
+                continue
+            if name.endswith(("_dir", "_path")):
+                value = Path(value)  # type: ignore[arg-type]
+            clean[name] = value
+        return replace(self, **clean)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        """Read RAG_* variables (RAG_INDEX_DIR, RAG_LLM_PATH, RAG_TOP_K, ...) over the defaults."""
+        env = os.environ if environ is None else environ
+        overrides: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(f"RAG_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            default = getattr(cls(), f.name)
+            try:
+                if isinstance(default, bool):
+                    overrides[f.name] = raw.lower() in {"1", "true", "yes"}
+                elif isinstance(default, int):
+                    overrides[f.name] = int(raw)
+                elif isinstance(default, float):
+                    overrides[f.name] = float(raw)
+                else:
+                    overrides[f.name] = raw
+            except ValueError:
+                raise RagError(f"RAG_{f.name.upper()}={raw!r} is not a valid {type(default).__name__}.") from None
+        return cls().with_overrides(**overrides)

@@ -1,0 +1,71 @@
+"""Embedder protocol and the sentence-transformers implementation (multilingual e5)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+
+class Embedder(Protocol):
+    """Turns texts into L2-normalized float32 vectors; queries and passages are embedded differently."""
+
+    model_id: str
+    dimension: int
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        """Vectors for questions, shape (len(texts), dimension)."""
+        ...
+
+    def embed_passages(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
+        """Vectors for passages, shape (len(texts), dimension)."""
+        ...
+
+
+def _model_id(folder: Path) -> str:
+    # The id goes into the index manifest: two different weights must never share one.
+    marker = folder / "conversion.json"
+    if marker.is_file():
+        info = json.loads(marker.read_text())
+        return f"{info.get('model', folder.name)}@{str(info.get('source_sha256', ''))[:12]}"
+    return folder.resolve().name
+
+
+class SentenceTransformerEmbedder:
+    """A local sentence-transformers folder with "query: " / "passage: " prompts (e5 style)."""
+
+    def __init__(self, folder: Path, *, n_threads: int | None = None, batch_size: int = 32) -> None:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        if n_threads:
+            torch.set_num_threads(n_threads)
+        self.folder = Path(folder)
+        self.model = SentenceTransformer(str(self.folder), device="cpu", local_files_only=True)
+        self.model_id = _model_id(self.folder)
+        self.dimension = int(self.model.get_sentence_embedding_dimension())
+        self.batch_size = batch_size
+        prompts = getattr(self.model, "prompts", {}) or {}
+        self._query_prompt = "query" if "query" in prompts else None
+        self._passage_prompt = "passage" if "passage" in prompts else None
+
+    def _encode(self, texts: list[str], prompt_name: str | None, show_progress: bool) -> np.ndarray:
+        vectors = self.model.encode(
+            texts,
+            prompt_name=prompt_name,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=show_progress,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        """Vectors for questions."""
+        return self._encode(texts, self._query_prompt, False)
+
+    def embed_passages(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
+        """Vectors for passages."""
+        return self._encode(texts, self._passage_prompt, show_progress)

@@ -1,0 +1,141 @@
+"""Generator protocol, the llama.cpp implementation, and prompt building (pure functions)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from rag.errors import ModelError
+from rag.types import Hit
+
+SYSTEM_PROMPT = (
+    "あなたはニュース記事についての質問に答えるアシスタントです。"
+    "与えられた番号付きの資料だけを根拠にして、日本語で簡潔に答えてください。"
+    "根拠にした資料の番号を、文の終わりに [1] のように必ず付けてください。"
+    "資料に答えが書かれていない場合は、推測せずに「資料には記載がありません。」とだけ答えてください。"
+)
+
+Message = dict[str, str]
+
+
+class Generator(Protocol):
+    """A chat LLM that streams text pieces for a list of messages."""
+
+    def stream_chat(self, messages: list[Message], *, max_tokens: int) -> Iterator[str]:
+        """Yield the answer in pieces as they are generated."""
+        ...
+
+    def count_prompt_tokens(self, messages: list[Message]) -> int:
+        """How many tokens the formatted prompt takes."""
+        ...
+
+
+def format_passages(hits: Sequence[Hit]) -> str:
+    """Number the passages [1], [2], ... with their article title and date."""
+    blocks = []
+    for n, hit in enumerate(hits, start=1):
+        c = hit.chunk
+        header = f"[{n}] {c.title}" + (f"（{c.date}）" if c.date else "")
+        blocks.append(f"{header}\n{c.text}")
+    return "\n\n".join(blocks)
+
+
+def build_messages(question: str, hits: Sequence[Hit], *, history: Sequence[tuple[str, str]] = ()) -> list[Message]:
+    """Chat messages: instruction, earlier turns (text only), then the numbered passages and the question."""
+    messages: list[Message] = [{"role": "system", "content": SYSTEM_PROMPT}]
+    for user_text, assistant_text in history:
+        messages.append({"role": "user", "content": user_text})
+        messages.append({"role": "assistant", "content": assistant_text})
+    if hits:
+        content = f"資料:\n{format_passages(hits)}\n\n質問: {question}"
+    else:
+        content = f"資料: (該当する資料はありません)\n\n質問: {question}"
+    messages.append({"role": "user", "content": content})
+    return messages
+
+
+_MARKER = re.compile(r"\[\s*(\d+(?:\s*[,、]\s*\d+)*)\s*\]")
+_FULLWIDTH = str.maketrans("［］０１２３４５６７８９，", "[]0123456789,")
+
+
+def normalize_markers(text: str, *, n_passages: int) -> tuple[str, list[int]]:
+    """Rewrite [１] / [1, 2] as [1][2], drop numbers that name no passage; return text and cited numbers in order."""
+    cited: list[int] = []
+
+    def repl(m: re.Match[str]) -> str:
+        numbers = [int(x) for x in re.split(r"[,、]", m.group(1))]
+        kept = [n for n in numbers if 1 <= n <= n_passages]
+        for n in kept:
+            if n not in cited:
+                cited.append(n)
+        return "".join(f"[{n}]" for n in kept)
+
+    text = _MARKER.sub(repl, text.translate(_FULLWIDTH))
+    return text.strip(), cited
+
+
+class LlamaCppGenerator:
+    """A GGUF model run by llama-cpp-python, prompted with the chat template stored in the file."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        temperature: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        from llama_cpp import Llama
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        try:
+            self.llm = Llama(
+                model_path=str(model_path),
+                n_ctx=n_ctx,
+                n_threads=n_threads,
+                n_batch=512,
+                seed=seed,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"llama.cpp could not load {model_path}: {exc}. Is it a GGUF model file?") from exc
+        self.model_path = Path(model_path)
+        self.temperature = temperature
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ModelError(f"{model_path} carries no chat template; use an instruct GGUF that has one.")
+        eos = self.llm.detokenize([self.llm.token_eos()]).decode("utf-8", errors="ignore")
+        bos = self.llm.detokenize([self.llm.token_bos()]).decode("utf-8", errors="ignore") if self.llm.token_bos() >= 0 else ""
+        self._formatter = Jinja2ChatFormatter(
+            template=template, eos_token=eos, bos_token=bos, stop_token_ids=[self.llm.token_eos()]
+        )
+
+    def _prompt(self, messages: list[Message]) -> tuple[str, list[str]]:
+        result = self._formatter(messages=messages)
+        stop = result.stop if isinstance(result.stop, list) else ([result.stop] if result.stop else [])
+        return result.prompt, stop
+
+    def count_prompt_tokens(self, messages: list[Message]) -> int:
+        """Tokens of the formatted prompt, as the model sees it."""
+        prompt, _ = self._prompt(messages)
+        return len(self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
+
+    def stream_chat(self, messages: list[Message], *, max_tokens: int) -> Iterator[str]:
+        """Stream the reply; llama-cpp-python reuses the cached prefix (the fixed instruction) between calls."""
+        prompt, stop = self._prompt(messages)
+        tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        for chunk in self.llm.create_completion(
+            tokens,
+            max_tokens=max_tokens,
+            temperature=self.temperature,
+            top_k=1 if self.temperature == 0 else 40,
+            repeat_penalty=1.0,
+            stop=stop,
+            stream=True,
+        ):
+            piece = chunk["choices"][0]["text"]
+            if piece:
+                yield piece

