@@ -70,9 +70,10 @@ class _Draft:
     url: str | None = None
     lines: list[str] = field(default_factory=list)
     skipping: bool = False  # inside a menu/ranking block until the next article starts
+    title_next: bool = False  # after a blog's day header the next line is the title, however short
 
     def add(self, line: str) -> None:
-        if not self.title and not self.lines and len(line) < 15:
+        if not self.title and not self.lines and len(line) < 15 and not self.title_next:
             return  # a short line before any title is a site section label ("ウクライナ戦争")
         if not self.title:
             self.title = line
@@ -101,7 +102,11 @@ def decode_text(data: bytes) -> str:
     if not candidates:
         raise UnreadableFileError("not UTF-8, Shift_JIS or EUC-JP text")
     # Bytes can decode without error in both legacy encodings; the right one yields kana.
-    return max(candidates, key=lambda c: c[0])[1]
+    ratio, text = max(candidates, key=lambda c: c[0])
+    controls = sum(1 for ch in text if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r\f")
+    if ratio == 0 or controls > len(text) / 100:
+        raise UnreadableFileError("not UTF-8, Shift_JIS or EUC-JP text")
+    return text
 
 
 def _japanese_ratio(text: str) -> float:
@@ -137,7 +142,7 @@ def split_articles(text: str) -> list[tuple[str, str | None, str | None, str]]:
             continue
 
         if m := _DAY_HEADER.match(line):
-            drafts.append(_Draft(date=m["date"]))
+            drafts.append(_Draft(date=m["date"], title_next=True))
             continue
         if m := _TITLE_WITH_DATE.match(line):
             drafts.append(_Draft(title=m["title"], date=m["date"], lines=[m["title"]]))

@@ -1,0 +1,64 @@
+import pytest
+
+import rag
+from rag.pipeline import build_index, load_pipeline
+from tests.conftest import RecordingGenerator
+
+
+@pytest.fixture
+def pipe(settings, embedder):
+    build_index(settings=settings, embedder=embedder)
+    return load_pipeline(settings=settings, embedder=embedder, generator=RecordingGenerator())
+
+
+def test_public_api_names() -> None:
+    for name in ("build_index", "load_pipeline", "Answer", "Citation", "Hit", "BuildReport", "Settings", "RagError"):
+        assert name in rag.__all__ and hasattr(rag, name)
+
+
+def test_ask_returns_answer_whose_citation_holds_the_cited_text(pipe) -> None:
+    answer = pipe.ask("嵐山には1日あたり何人の観光客が訪れた?")
+    assert isinstance(answer, rag.Answer)
+    assert answer.text.endswith("[1]")
+    [c] = answer.citations
+    assert (c.n, c.source) == (1, "kyoto.txt")
+    assert answer.text.removesuffix("[1]") in c.text  # the citation points at the text the answer came from
+    assert len(answer.passages) == pipe.settings.top_k or len(answer.passages) >= 1
+    assert answer.prompt_tokens > 0
+
+
+def test_stream_yields_pieces_then_exposes_the_answer(pipe) -> None:
+    stream = pipe.stream("ハヤブサ9の開発費は?")
+    pieces = list(stream)
+    assert len(pieces) > 1
+    assert stream.answer is not None and stream.answer.text == "".join(pieces).strip()
+    assert stream.answer.citations[0].source == "blog.txt"
+
+
+def test_marker_for_a_missing_passage_is_not_shown(settings, embedder) -> None:
+    build_index(settings=settings, embedder=embedder)
+    pipe = load_pipeline(settings=settings, embedder=embedder, generator=RecordingGenerator("答えです[9]。"), top_k=2)
+    answer = pipe.ask("紅葉")
+    assert answer.text == "答えです。" and answer.citations == []
+    assert len(answer.passages) == 2  # the reader can still check what the model was given
+
+
+def test_follow_up_question_retrieves_with_the_conversation(pipe) -> None:
+    history = [("新型ロケット「ハヤブサ9」の打ち上げについて教えて", "9月30日に打ち上げられました。[1]")]
+    alone = pipe.retrieve("次回はいつ?", k=1)
+    with_history = pipe.retrieve("次回はいつ?", k=1, history=history)
+    assert "次回の打ち上げは来年3月" in with_history[0].chunk.text
+    assert alone[0].chunk.chunk_id != with_history[0].chunk.chunk_id or "来年3月" in alone[0].chunk.text
+    answer = pipe.ask("次回はいつ?", history=history)
+    assert pipe.generator.calls[-1][1]["content"] == history[0][0]
+    assert answer.citations
+
+
+def test_load_pipeline_without_index_gives_actionable_error(tmp_path, embedder) -> None:
+    with pytest.raises(rag.IndexNotBuiltError, match="rag build"):
+        load_pipeline(index_dir=tmp_path / "none", embedder=embedder, generator=RecordingGenerator())
+
+
+def test_unknown_option_is_rejected(tmp_path, embedder) -> None:
+    with pytest.raises(rag.RagError, match="Unknown setting"):
+        load_pipeline(index_dir=tmp_path, embedder=embedder, generator=RecordingGenerator(), topk=3)
