@@ -84,7 +84,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         if name not in LLMS:
             raise RagError(f"Unknown model {name!r}; choose from {', '.join(LLMS)}.")
         print(f"LLM {name}: {assemble_gguf(LLMS[name], settings.models_dir)} (sha256 OK)")
-    print(f"Embedding model: {resolve_embed_path(models_dir=settings.models_dir, embed_model_path=settings.embed_model_path)}")
+    e5 = resolve_embed_path(models_dir=settings.models_dir, embed_model_path=settings.embed_model_path)
+    print(f"Embedding model: {e5}")
     return 0
 
 

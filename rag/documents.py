@@ -26,9 +26,26 @@ _TWEET_BYLINE = re.compile(r"^[—―-]\s*(?P<who>.+?)\s*\(@\w+\)\s*(?P<date>[A-
 _DATE_IN_TEXT = re.compile(r"\d{4}年\s*\d{1,2}月\s*\d{1,2}日")
 # How a paragraph of article text ends; headlines and teasers end otherwise (or with "!").
 _PARAGRAPH_END = ("。", "」", "』", "■")
-_MONTHS = {m: i for i, m in enumerate(
-    ("January", "February", "March", "April", "May", "June", "July", "August",
-     "September", "October", "November", "December"), start=1)}
+_MONTHS = {
+    m: i
+    for i, m in enumerate(
+        (
+            "January",
+            "February",
+            "March",
+            "April",
+            "May",
+            "June",
+            "July",
+            "August",
+            "September",
+            "October",
+            "November",
+            "December",
+        ),
+        start=1,
+    )
+}
 
 # A line that opens a block of links to other pages: everything from here to the next
 # article is menus, rankings or recommendations, never text of this article.

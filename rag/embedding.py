@@ -29,7 +29,8 @@ def _model_id(folder: Path) -> str:
     marker = folder / "conversion.json"
     if marker.is_file():
         info = json.loads(marker.read_text())
-        return f"{info.get('model', folder.name)}@{str(info.get('source_sha256', ''))[:12]}"
+        source = str(info.get("source_sha256", ""))[:12]
+        return f"{info.get('model_id', folder.name)}@{source}-c{info.get('converter_version', 0)}"
     return folder.resolve().name
 
 

@@ -108,7 +108,11 @@ class LlamaCppGenerator:
         if not template:
             raise ModelError(f"{model_path} carries no chat template; use an instruct GGUF that has one.")
         eos = self.llm.detokenize([self.llm.token_eos()]).decode("utf-8", errors="ignore")
-        bos = self.llm.detokenize([self.llm.token_bos()]).decode("utf-8", errors="ignore") if self.llm.token_bos() >= 0 else ""
+        bos = (
+            self.llm.detokenize([self.llm.token_bos()]).decode("utf-8", errors="ignore")
+            if self.llm.token_bos() >= 0
+            else ""
+        )
         self._formatter = Jinja2ChatFormatter(
             template=template, eos_token=eos, bos_token=bos, stop_token_ids=[self.llm.token_eos()]
         )

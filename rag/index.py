@@ -69,7 +69,10 @@ class VectorIndex:
         if k <= 0:
             return [[] for _ in range(len(query_vectors))]
         scores, ids = self._faiss.search(np.ascontiguousarray(query_vectors, dtype=np.float32), k)
-        return [[(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i >= 0] for row_ids, row_scores in zip(ids, scores)]
+        return [
+            [(int(i), float(s)) for i, s in zip(row_ids, row_scores, strict=True) if i >= 0]
+            for row_ids, row_scores in zip(ids, scores, strict=True)
+        ]
 
     def save(self, index_dir: Path) -> None:
         """Write to a temporary folder beside index_dir, then swap it in: a crash leaves the old index."""
@@ -84,7 +87,9 @@ class VectorIndex:
                 for chunk in self.chunks:
                     fh.write(json.dumps(asdict(chunk), ensure_ascii=False) + "\n")
             # The manifest is written last: its presence marks a complete index.
-            (tmp / MANIFEST).write_text(json.dumps(asdict(self.manifest), ensure_ascii=False, indent=2), encoding="utf-8")
+            (tmp / MANIFEST).write_text(
+                json.dumps(asdict(self.manifest), ensure_ascii=False, indent=2), encoding="utf-8"
+            )
             old = None
             if index_dir.exists():
                 old = index_dir.parent / f".{index_dir.name}.old-{os.getpid()}-{time.time_ns()}"
@@ -113,7 +118,9 @@ class VectorIndex:
             with open(index_dir / CHUNKS, encoding="utf-8") as fh:
                 chunks = [Chunk(**json.loads(line)) for line in fh if line.strip()]
         except (OSError, RuntimeError, ValueError, TypeError) as exc:
-            raise IndexCorruptError(f"The index in {index_dir}/ is damaged ({exc}). Run `rag build` to rebuild it.") from exc
+            raise IndexCorruptError(
+                f"The index in {index_dir}/ is damaged ({exc}). Run `rag build` to rebuild it."
+            ) from exc
         if faiss_index.ntotal != len(chunks) or faiss_index.d != manifest.dimension:
             raise IndexCorruptError(
                 f"The index in {index_dir}/ is inconsistent ({faiss_index.ntotal} vectors, {len(chunks)} chunks). "

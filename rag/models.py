@@ -139,12 +139,16 @@ def resolve_llm_path(*, models_dir: Path, llm_name: str, llm_path: Path | None =
     if llm_path is not None:
         path = Path(llm_path).expanduser()
         if not path.is_file():
-            raise ModelError(f"RAG_LLM_PATH / llm_path points at {path}, which is not a file. Give the path of a .gguf file.")
+            raise ModelError(
+                f"RAG_LLM_PATH / llm_path points at {path}, which is not a file. Give the path of a .gguf file."
+            )
         return path
     try:
         spec = LLMS[llm_name]
     except KeyError:
-        raise ModelError(f"Unknown model name {llm_name!r}. Choose one of {', '.join(LLMS)} or set RAG_LLM_PATH.") from None
+        raise ModelError(
+            f"Unknown model name {llm_name!r}. Choose one of {', '.join(LLMS)} or set RAG_LLM_PATH."
+        ) from None
     return assemble_gguf(spec, Path(models_dir))
 
 

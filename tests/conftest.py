@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import shutil
 import zlib
@@ -28,7 +29,7 @@ class HashingEmbedder:
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         for row, text in enumerate(texts):
             text = re.sub(r"\s+", "", text)
-            for a, b in zip(text, text[1:]):
+            for a, b in itertools.pairwise(text):
                 out[row, zlib.crc32((a + b).encode("utf-8")) % self.dimension] += 1.0
             norm = np.linalg.norm(out[row])
             if norm:
@@ -79,4 +80,6 @@ def embedder() -> HashingEmbedder:
 
 @pytest.fixture
 def settings(tmp_path: Path, corpus: Path) -> Settings:
-    return Settings(index_dir=tmp_path / "index", seeds_dir=corpus, models_dir=tmp_path / "models", chunk_size=120, chunk_overlap=20)
+    return Settings(
+        index_dir=tmp_path / "index", seeds_dir=corpus, models_dir=tmp_path / "models", chunk_size=120, chunk_overlap=20
+    )

@@ -9,7 +9,9 @@ TEXT = (
 
 
 def _doc(text: str = TEXT) -> Document:
-    return Document(doc_id="a#0", source="a.txt", title="クルスク情勢", text=text, date="2025-03-13", url="https://example.jp/a")
+    return Document(
+        doc_id="a#0", source="a.txt", title="クルスク情勢", text=text, date="2025-03-13", url="https://example.jp/a"
+    )
 
 
 def test_chunks_end_at_sentence_boundaries_and_respect_size() -> None:
@@ -28,7 +30,13 @@ def test_every_chunk_carries_document_metadata_and_a_stable_id() -> None:
     assert len({c.chunk_id for c in first}) == len(first)
     for i, c in enumerate(first):
         assert (c.source, c.title, c.date, c.url, c.doc_id, c.position) == (
-            "a.txt", "クルスク情勢", "2025-03-13", "https://example.jp/a", "a#0", i)
+            "a.txt",
+            "クルスク情勢",
+            "2025-03-13",
+            "https://example.jp/a",
+            "a#0",
+            i,
+        )
 
 
 def test_text_without_punctuation_is_still_split() -> None:

@@ -83,6 +83,15 @@ def test_real_seeds_read_as_articles_not_menus() -> None:
     [kursk] = by_source["000_b6beab82226e0b33.txt"]
     assert kursk.date == "2025-03-13" and "要衝スジャ奪還" in kursk.text
     everything = "\n".join(d.text for d in docs)
-    for junk in ("あわせて読みたい", "人気ランキング", "こんな記事も読まれています", "メインメニューへスキップ",
-                 "岡田准一", "投稿を表示しています", "pic.twitter.com", "(@nhk_news)", "opens new tab"):
+    for junk in (
+        "あわせて読みたい",
+        "人気ランキング",
+        "こんな記事も読まれています",
+        "メインメニューへスキップ",
+        "岡田准一",
+        "投稿を表示しています",
+        "pic.twitter.com",
+        "(@nhk_news)",
+        "opens new tab",
+    ):
         assert junk not in everything, junk

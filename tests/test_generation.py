@@ -19,7 +19,9 @@ def test_prompt_numbers_passages_and_asks_in_japanese() -> None:
 
 
 def test_history_comes_before_the_new_question() -> None:
-    messages = build_messages("その司令部はどこ?", [_hit(0, "本文。")], history=[("統合軍司令部とは?", "司令部の計画です。[1]")])
+    messages = build_messages(
+        "その司令部はどこ?", [_hit(0, "本文。")], history=[("統合軍司令部とは?", "司令部の計画です。[1]")]
+    )
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
     assert messages[1]["content"] == "統合軍司令部とは?"
 

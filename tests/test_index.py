@@ -93,9 +93,12 @@ def test_if_stale_skips_current_index_and_rebuilds_after_a_change(settings, embe
     assert _build(settings, embedder, if_stale=True).rebuilt
     again = _build(settings, embedder, if_stale=True)
     assert not again.rebuilt and again.docs == 3
-    (corpus / "kyoto.txt").write_text((corpus / "kyoto.txt").read_text() + "\n追記の段落です。紅葉は12月上旬まで楽しめる見込みだ。\n")
-    reason = stale_reason(settings.index_dir, settings.seeds_dir, embedding_model=embedder.model_id,
-                          chunk_size=120, chunk_overlap=20)
+    (corpus / "kyoto.txt").write_text(
+        (corpus / "kyoto.txt").read_text() + "\n追記の段落です。紅葉は12月上旬まで楽しめる見込みだ。\n"
+    )
+    reason = stale_reason(
+        settings.index_dir, settings.seeds_dir, embedding_model=embedder.model_id, chunk_size=120, chunk_overlap=20
+    )
     assert reason and "kyoto.txt" in reason
     assert _build(settings, embedder, if_stale=True).rebuilt
 

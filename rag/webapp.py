@@ -1,0 +1,106 @@
+"""Gradio chat page: turns Answers into chat messages and a sources panel. No retrieval logic here."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterator
+from typing import Any
+
+from rag.config import Settings
+from rag.pipeline import RagPipeline, load_pipeline
+from rag.types import Answer, Citation
+
+TITLE = "記事QA"
+DESCRIPTION = (
+    "保存したニュース記事だけをもとに、ローカルの言語モデルが日本語で答えます。"
+    "回答中の [1] などの番号は、回答の下の「出典」に並ぶ記事の段落を指します。開いて原文を確かめてください。"
+)
+EXAMPLES = [
+    "ロシア軍がクルスク州で奪還を目指している要衝の町はどこですか?",
+    "在日米軍の強化計画を中止すると、どれくらいの予算を削減できますか?",
+    "ゼレンスキー氏の再選を願う国民の割合は何%ですか?",
+]
+SOURCES_TITLE = "出典"
+
+
+def format_sources(citations: list[Citation]) -> str:
+    """Markdown for the numbered sources: title, date, seed file, and the passage itself."""
+    blocks = []
+    for c in citations:
+        meta = " · ".join(x for x in (c.date, f"`{c.source}`") if x)
+        passage = html.escape(c.text).replace("\n", "\n> ")
+        blocks.append(f"**[{c.n}] {html.escape(c.title)}**  \n{meta}\n\n> {passage}")
+    return "\n\n---\n\n".join(blocks)
+
+
+def answer_messages(answer: Answer) -> list[dict[str, Any]]:
+    """The assistant's answer, then a collapsible sources message (cited passages, else all given)."""
+    messages: list[dict[str, Any]] = [{"role": "assistant", "content": answer.text}]
+    shown = answer.citations or answer.passages
+    if shown:
+        label = (
+            f"{SOURCES_TITLE} ({len(shown)}件)" if answer.citations else f"参照した資料 ({len(shown)}件・引用番号なし)"
+        )
+        messages.append(
+            {"role": "assistant", "content": format_sources(shown), "metadata": {"title": label, "status": "done"}}
+        )
+    return messages
+
+
+def history_pairs(history: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(question, answer) pairs from Gradio's message history, leaving out the sources messages."""
+    pairs: list[tuple[str, str]] = []
+    question: str | None = None
+    for msg in history:
+        content = msg.get("content")
+        if isinstance(content, list):  # Gradio may hand back [{"type": "text", "text": ...}]
+            content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+        if not isinstance(content, str):
+            continue
+        if msg.get("role") == "user":
+            question = content
+        elif msg.get("role") == "assistant" and question is not None and not (msg.get("metadata") or {}).get("title"):
+            pairs.append((question, content))
+            question = None
+    return pairs
+
+
+def build_app(pipe: RagPipeline) -> Any:
+    """The Gradio Blocks app around a loaded pipeline."""
+    import gradio as gr
+
+    def respond(message: str, history: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+        if not message or not message.strip():
+            yield [{"role": "assistant", "content": "質問を入力してください。"}]
+            return
+        stream = pipe.stream(message, history=history_pairs(history))
+        text = ""
+        yield [{"role": "assistant", "content": "資料を検索しています…"}]
+        for piece in stream:
+            text += piece
+            yield [{"role": "assistant", "content": text}]
+        assert stream.answer is not None
+        yield answer_messages(stream.answer)
+
+    chatbot = gr.Chatbot(label="記事QA", height=560, placeholder="ニュース記事について質問してください。")
+    textbox = gr.Textbox(placeholder="例: ロシア軍が奪還を目指している町はどこ?", submit_btn="送信", stop_btn="停止")
+    return gr.ChatInterface(
+        respond,
+        chatbot=chatbot,
+        textbox=textbox,
+        examples=EXAMPLES,
+        examples_label="質問の例",
+        title=TITLE,
+        description=DESCRIPTION,
+        concurrency_limit=1,  # one llama.cpp context: questions are answered one at a time
+        api_name="chat",
+    )
+
+
+def serve(*, settings: Settings | None = None, host: str = "127.0.0.1", port: int = 7860) -> None:
+    """Load the models once and serve the chat page (on 127.0.0.1 unless told otherwise)."""
+    settings = settings or Settings.from_env()
+    pipe = load_pipeline(settings=settings)
+    app = build_app(pipe)
+    print(f"記事QA: http://{host}:{port}", flush=True)
+    app.queue().launch(server_name=host, server_port=port, share=False, footer_links=["api"])
