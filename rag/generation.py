@@ -107,20 +107,22 @@ class LlamaCppGenerator:
         template = self.llm.metadata.get("tokenizer.chat_template")
         if not template:
             raise ModelError(f"{model_path} carries no chat template; use an instruct GGUF that has one.")
-        eos = self.llm.detokenize([self.llm.token_eos()]).decode("utf-8", errors="ignore")
-        bos = (
-            self.llm.detokenize([self.llm.token_bos()]).decode("utf-8", errors="ignore")
-            if self.llm.token_bos() >= 0
-            else ""
-        )
+        eos = self._token_text(self.llm.token_eos())
+        bos = self._token_text(self.llm.token_bos())
         self._formatter = Jinja2ChatFormatter(
             template=template, eos_token=eos, bos_token=bos, stop_token_ids=[self.llm.token_eos()]
         )
 
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return self.llm.detokenize([token], special=True).decode("utf-8", errors="ignore")
+
     def _prompt(self, messages: list[Message]) -> tuple[str, list[str]]:
         result = self._formatter(messages=messages)
-        stop = result.stop if isinstance(result.stop, list) else ([result.stop] if result.stop else [])
-        return result.prompt, stop
+        stop = result.stop if isinstance(result.stop, list) else [result.stop]
+        # An empty stop string would end every answer before its first token.
+        return result.prompt, [s for s in stop if s]
 
     def count_prompt_tokens(self, messages: list[Message]) -> int:
         """Tokens of the formatted prompt, as the model sees it."""
