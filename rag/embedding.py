@@ -46,7 +46,7 @@ class SentenceTransformerEmbedder:
         self.folder = Path(folder)
         self.model = SentenceTransformer(str(self.folder), device="cpu", local_files_only=True)
         self.model_id = _model_id(self.folder)
-        self.dimension = int(self.model.get_sentence_embedding_dimension())
+        self.dimension = int(self.model.get_embedding_dimension())
         self.batch_size = batch_size
         prompts = getattr(self.model, "prompts", {}) or {}
         self._query_prompt = "query" if "query" in prompts else None

@@ -32,14 +32,43 @@ class Generator(Protocol):
         ...
 
 
-def format_passages(hits: Sequence[Hit]) -> str:
-    """Number the passages [1], [2], ... with their article title and date."""
-    blocks = []
-    for n, hit in enumerate(hits, start=1):
-        c = hit.chunk
-        header = f"[{n}] {c.title}" + (f"（{c.date}）" if c.date else "")
-        blocks.append(f"{header}\n{c.text}")
-    return "\n\n".join(blocks)
+MAX_SENTENCES_PER_PASSAGE = 2
+
+
+def _bigrams(text: str) -> set[str]:
+    t = re.sub(r"\s", "", text)
+    return {t[i : i + 2] for i in range(len(t) - 1)}
+
+
+def select_sentences(question: str, text: str, *, max_sentences: int = MAX_SENTENCES_PER_PASSAGE) -> str:
+    """The sentences of a passage that share most with the question, in their original order.
+
+    Every prompt token costs time before the first word appears, and a 1.5B model is easily
+    distracted: the sentences that bear on the question are what the answer needs.
+    """
+    # (line number, sentence): sentences from different lines are joined with a space, not glued.
+    sentences = [
+        (ln, s.strip())
+        for ln, line in enumerate(text.split("\n"))
+        for s in re.findall(r"[^。！？]+[。！？]?", line)
+        if s.strip()
+    ]
+    if len(sentences) > max_sentences:
+        asked = _bigrams(question)
+        ranked = sorted(
+            range(len(sentences)),
+            key=lambda i: -len(_bigrams(sentences[i][1]) & asked) / (len(_bigrams(sentences[i][1])) ** 0.5 + 1),
+        )
+        sentences = [sentences[i] for i in sorted(ranked[:max_sentences])]
+    out = ""
+    for i, (ln, sentence) in enumerate(sentences):
+        out += (" " if i and ln != sentences[i - 1][0] else "") + sentence
+    return out
+
+
+def format_passages(question: str, hits: Sequence[Hit]) -> str:
+    """Number the passages [1], [2], ... holding only their sentences that bear on the question."""
+    return "\n\n".join(f"[{n}] {select_sentences(question, hit.chunk.text)}" for n, hit in enumerate(hits, start=1))
 
 
 def build_messages(question: str, hits: Sequence[Hit], *, history: Sequence[tuple[str, str]] = ()) -> list[Message]:
@@ -49,31 +78,11 @@ def build_messages(question: str, hits: Sequence[Hit], *, history: Sequence[tupl
         messages.append({"role": "user", "content": user_text})
         messages.append({"role": "assistant", "content": assistant_text})
     if hits:
-        content = f"資料:\n{format_passages(hits)}\n\n質問: {question}"
+        content = f"資料:\n{format_passages(question, hits)}\n\n質問: {question}"
     else:
         content = f"資料: (該当する資料はありません)\n\n質問: {question}"
     messages.append({"role": "user", "content": content})
     return messages
-
-
-_MARKER = re.compile(r"\[\s*(\d+(?:\s*[,、]\s*\d+)*)\s*\]")
-_FULLWIDTH = str.maketrans("［］０１２３４５６７８９，", "[]0123456789,")
-
-
-def normalize_markers(text: str, *, n_passages: int) -> tuple[str, list[int]]:
-    """Rewrite [１] / [1, 2] as [1][2], drop numbers that name no passage; return text and cited numbers in order."""
-    cited: list[int] = []
-
-    def repl(m: re.Match[str]) -> str:
-        numbers = [int(x) for x in re.split(r"[,、]", m.group(1))]
-        kept = [n for n in numbers if 1 <= n <= n_passages]
-        for n in kept:
-            if n not in cited:
-                cited.append(n)
-        return "".join(f"[{n}]" for n in kept)
-
-    text = _MARKER.sub(repl, text.translate(_FULLWIDTH))
-    return text.strip(), cited
 
 
 class LlamaCppGenerator:

@@ -6,9 +6,10 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from rag.citations import REFUSAL_TEXT, attach_citations, is_refusal
 from rag.config import Settings
 from rag.embedding import Embedder
-from rag.generation import Generator, build_messages, normalize_markers
+from rag.generation import Generator, build_messages
 from rag.retrieval import Retriever
 from rag.types import Answer, BuildReport, Citation, Hit, SkippedFile
 
@@ -16,18 +17,29 @@ History = Sequence[tuple[str, str]]  # (question, answer text) of earlier turns,
 MAX_HISTORY_TURNS = 2  # older turns cost prompt tokens and rarely matter for a follow-up
 
 
-def _citation(n: int, hit: Hit) -> Citation:
+def _citation(n: int, hit: Hit, quote: str = "") -> Citation:
     c = hit.chunk
     return Citation(
-        n=n, source=c.source, title=c.title, text=c.text, score=hit.score, chunk_id=c.chunk_id, date=c.date, url=c.url
+        n=n,
+        source=c.source,
+        title=c.title,
+        text=c.text,
+        score=hit.score,
+        chunk_id=c.chunk_id,
+        date=c.date,
+        url=c.url,
+        quote=quote,
     )
 
 
 def make_answer(question: str, raw_text: str, hits: Sequence[Hit], **timings: float | int) -> Answer:
-    """Turn the model's text into an Answer whose [n] markers each name a shown passage."""
-    text, cited = normalize_markers(raw_text, n_passages=len(hits))
+    """Turn the model's text into an Answer whose every [n] names a passage that supports its sentence."""
     passages = [_citation(n, hit) for n, hit in enumerate(hits, start=1)]
-    citations = [passages[n - 1] for n in sorted(cited)]
+    if is_refusal(raw_text) or not raw_text.strip():
+        # The closest passages stay visible so the reader can see what was searched.
+        return Answer(question=question, text=REFUSAL_TEXT, citations=[], passages=passages, refused=True, **timings)  # type: ignore[arg-type]
+    text, cited = attach_citations(raw_text, [h.chunk.text for h in hits], question=question)
+    citations = [_citation(c.n, hits[c.n - 1], c.quote) for c in sorted(cited, key=lambda c: c.n)]
     return Answer(question=question, text=text, citations=citations, passages=passages, **timings)  # type: ignore[arg-type]
 
 

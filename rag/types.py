@@ -51,6 +51,7 @@ class Citation:
     chunk_id: str
     date: str | None = None
     url: str | None = None
+    quote: str = ""  # the sentence of `text` that supports the answer (highlighted in the chat page)
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class Answer:
     text: str
     citations: list[Citation]
     passages: list[Citation] = field(default_factory=list)  # every passage the model was given
+    refused: bool = False  # True when the articles do not answer the question (text says so)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds_to_first_token: float = 0.0

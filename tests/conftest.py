@@ -57,9 +57,8 @@ class RecordingGenerator:
         self.calls.append(messages)
         text = self.reply
         if text is None:
-            block = re.search(r"\[1\][^\n]*\n(.*?)(?:\n\n\[2\]|\n\n質問:)", messages[-1]["content"], re.S)
-            sentence = re.search(r"[^。\n]+。", block.group(1)) if block else None
-            text = f"{sentence.group(0)}[1]" if sentence else "資料には記載がありません。"
+            sentence = re.search(r"\[1\] ([^。\n]*。)", messages[-1]["content"])
+            text = f"{sentence.group(1)}[1]" if sentence else "資料には記載がありません。"
         # Stream in small pieces, as a real model does.
         for i in range(0, len(text), 3):
             yield text[i : i + 3]

@@ -1,4 +1,4 @@
-from rag.generation import SYSTEM_PROMPT, build_messages, normalize_markers
+from rag.generation import SYSTEM_PROMPT, build_messages, select_sentences
 from rag.types import Chunk, Hit
 
 
@@ -12,25 +12,24 @@ def test_prompt_numbers_passages_and_asks_in_japanese() -> None:
     messages = build_messages("要衝の町はどこ?", hits)
     assert messages[0] == {"role": "system", "content": SYSTEM_PROMPT}
     user = messages[-1]["content"]
-    assert "[1] 記事0（2025-03-13）\n要衝スジャの奪還を目指す。" in user
-    assert "[2] 記事1\n支援を停止した。" in user
+    assert "[1] 要衝スジャの奪還を目指す。\n\n[2] 支援を停止した。" in user
     assert user.rstrip().endswith("質問: 要衝の町はどこ?")
     assert "資料" in SYSTEM_PROMPT and "[1]" in SYSTEM_PROMPT
 
 
+def test_only_the_sentences_that_bear_on_the_question_enter_the_prompt() -> None:
+    text = "天気は晴れだった。ロシア軍は要衝スジャの奪還を目指している。株価が上がった。会議は延期された。"
+    picked = select_sentences("ロシア軍が奪還を目指す要衝の町は?", text, max_sentences=1)
+    assert picked == "ロシア軍は要衝スジャの奪還を目指している。"
+    two = select_sentences("株価と要衝スジャ", text, max_sentences=2)
+    assert two == "ロシア軍は要衝スジャの奪還を目指している。株価が上がった。"  # original order kept
+
+
 def test_history_comes_before_the_new_question() -> None:
-    messages = build_messages(
-        "その司令部はどこ?", [_hit(0, "本文。")], history=[("統合軍司令部とは?", "司令部の計画です。[1]")]
-    )
+    messages = build_messages("その司令部はどこ?", [_hit(0, "本文。")], history=[("統合軍司令部とは?", "司令部の計画です。[1]")])
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
     assert messages[1]["content"] == "統合軍司令部とは?"
 
 
 def test_no_passages_still_gives_a_prompt() -> None:
     assert "該当する資料はありません" in build_messages("質問", [])[-1]["content"]
-
-
-def test_markers_are_normalized_and_out_of_range_numbers_dropped() -> None:
-    text, cited = normalize_markers("スジャです［２］。支援は停止[1, 3]。根拠なし[7]。", n_passages=3)
-    assert text == "スジャです[2]。支援は停止[1][3]。根拠なし。"
-    assert cited == [2, 1, 3]

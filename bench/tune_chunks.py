@@ -1,0 +1,37 @@
+"""Retrieval on the seed QA set for several chunk sizes (real e5, real FAISS). Prints a table."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rag.config import Settings  # noqa: E402
+from rag.evaluation import load_jsonl, run_retrieval  # noqa: E402
+from rag.index import VectorIndex  # noqa: E402
+from rag.pipeline import build_index, load_embedder  # noqa: E402
+from rag.retrieval import Retriever  # noqa: E402
+
+SIZES = [(150, 30), (200, 40), (300, 60), (400, 80), (600, 100)]
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    embedder = load_embedder(settings)
+    items = load_jsonl(Path(sys.argv[1] if len(sys.argv) > 1 else "eval/seed_qa.jsonl"))
+    print(f"{'size':>5} {'overlap':>7} {'chunks':>6} {'R@1':>5} {'R@5':>5} {'R@10':>5} {'MRR':>5}")
+    for size, overlap in SIZES:
+        with tempfile.TemporaryDirectory() as tmp:
+            report = build_index(settings=settings, index_dir=Path(tmp), embedder=embedder,
+                                 chunk_size=size, chunk_overlap=overlap)
+            retriever = Retriever(VectorIndex.load(Path(tmp)), embedder)
+            prev = lambda it: [q for q, _ in it.history]  # noqa: E731
+            scores = run_retrieval(lambda it: retriever.retrieve_in_conversation(it.question, prev(it), k=10), items)
+            print(f"{size:>5} {overlap:>7} {report.chunks:>6} {scores['recall@1']:.3f} {scores['recall@5']:.3f} "
+                  f"{scores['recall@10']:.3f} {scores['mrr']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

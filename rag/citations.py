@@ -1,0 +1,121 @@
+"""Check an answer against its passages and put the [n] markers where the text supports them. Pure functions."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+
+REFUSAL_TEXT = "資料には記載がありません。"
+# A sentence is supported by a passage when this share of its new information (the character
+# bigrams it does not merely repeat from the question) appears in the passage.
+MIN_SUPPORT = 0.5
+
+_MARKER = re.compile(r"\[\s*(\d+(?:\s*[,、]\s*\d+)*)\s*\]")
+_FULLWIDTH = str.maketrans("［］０１２３４５６７８９，", "[]0123456789,")
+_SENTENCE = re.compile(r"[^。！？!?\n]+[。！？!?]*(?:\s*\[\d+\])*")
+_HIRAGANA = re.compile(r"[\u3040-\u309f]")
+_PUNCT = re.compile(r"[\s、。，．・「」『』（）()\[\]【】!?！？:：\"'“”‘’…ー―-]")
+
+
+@dataclass(frozen=True)
+class Cited:
+    """One cited passage: its number and the span of it that supports the answer."""
+
+    n: int
+    quote: str
+
+
+def _norm(text: str) -> str:
+    return _PUNCT.sub("", unicodedata.normalize("NFKC", text))
+
+
+def _bigrams(text: str) -> set[str]:
+    t = _norm(text)
+    return {t[i : i + 2] for i in range(len(t) - 1)} or ({t} if t else set())
+
+
+def _content(text: str) -> tuple[set[str], set[str]]:
+    """Characters and bigrams that carry content: hiragana alone is grammar (です, ます, の)."""
+    t = _norm(text)
+    chars = {ch for ch in t if not _HIRAGANA.match(ch)}
+    grams = {t[i : i + 2] for i in range(len(t) - 1) if not (_HIRAGANA.match(t[i]) and _HIRAGANA.match(t[i + 1]))}
+    return chars, grams
+
+
+def support(sentence: str, passage: str, *, question: str = "") -> float:
+    """How much of the sentence's new content (not copied from the question) the passage contains, 0..1.
+
+    Mean of character and bigram coverage: characters forgive a changed word order,
+    bigrams tell 東京 from a passage that merely has 東 and 京 somewhere.
+    """
+    chars, grams = _content(sentence)
+    asked_chars, asked_grams = _content(question)
+    novel_chars, novel_grams = (chars - asked_chars) or chars, (grams - asked_grams) or grams
+    if not novel_chars or not novel_grams:
+        return 0.0
+    have_chars, have_grams = _content(passage)
+    return 0.5 * len(novel_chars & have_chars) / len(novel_chars) + 0.5 * len(novel_grams & have_grams) / len(novel_grams)
+
+
+def quote_span(sentence: str, passage: str, *, question: str = "") -> str:
+    """The sentence of the passage that holds the answer's new information (what the reader should check)."""
+    a, b = unicodedata.normalize("NFKC", sentence), unicodedata.normalize("NFKC", passage)
+    asked = _bigrams(question)
+    best, best_score = None, 0.0
+    for block in SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks():
+        if block.size < 2:
+            continue
+        grams = _bigrams(a[block.a : block.a + block.size])
+        score = len(grams - asked) + 0.01 * len(grams)  # new information first, then length
+        if score > best_score:
+            best, best_score = block, score
+    if best is None:
+        return ""
+    for m in re.finditer(r"[^。！？\n]+[。！？]?", b):
+        if m.start() <= best.b < m.end():
+            return m.group(0).strip()
+    return b[best.b : best.b + best.size]
+
+
+def is_refusal(text: str) -> bool:
+    """True if the model said the sources do not contain the answer."""
+    return _norm(REFUSAL_TEXT)[:8] in _norm(text)
+
+
+def attach_citations(answer: str, passages: list[str], *, question: str = "") -> tuple[str, list[Cited]]:
+    """Rewrite the answer so each sentence cites the passage that supports it, and only such a passage.
+
+    A marker the model wrote is kept if its passage supports the sentence, moved to the passage
+    that does if not, and dropped if none does; a sentence without a marker gets one when a
+    passage supports it. Returns the new text and the cited passages in first-cited order.
+    """
+    text = _MARKER.sub(lambda m: "".join(f"[{x.strip()}]" for x in re.split(r"[,、]", m.group(1))),
+                       answer.translate(_FULLWIDTH).strip())
+    cited: dict[int, Cited] = {}
+    lines = [_cite_line(line, passages, question, cited) for line in text.split("\n")]
+    return "\n".join(lines).strip(), list(cited.values())
+
+
+def _cite_line(text: str, passages: list[str], question: str, cited: dict[int, Cited]) -> str:
+    out: list[str] = []
+    for m in _SENTENCE.finditer(text):
+        chunk = m.group(0)
+        body = _MARKER.sub("", chunk).rstrip()
+        claimed = [int(x) for g in _MARKER.findall(chunk) for x in re.split(r"[,、]", g)]
+        if not _norm(body) or is_refusal(body):
+            out.append(body)
+            continue
+        scores = {n: support(body, passages[n - 1], question=question) for n in range(1, len(passages) + 1)}
+        keep = [n for n in dict.fromkeys(claimed) if n in scores and scores[n] >= MIN_SUPPORT]
+        if not keep and scores:
+            best = max(scores, key=lambda n: scores[n])
+            if scores[best] >= MIN_SUPPORT:
+                keep = [best]
+        for n in keep:
+            cited.setdefault(n, Cited(n=n, quote=quote_span(body, passages[n - 1], question=question)))
+        # Markers go before the closing 。 as Japanese text puts notes: 「…スジャです[1]。」
+        stem = body.rstrip("。！？!?")
+        out.append(stem + "".join(f"[{n}]" for n in keep) + body[len(stem) :])
+    return "".join(out)

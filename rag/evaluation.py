@@ -1,0 +1,208 @@
+"""Measure retrieval and answers on a QA file (own JSONL or SQuAD/JSQuAD JSON). Pure scoring + a runner."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rag.errors import RagError
+from rag.types import Answer, Document, Hit
+
+REFUSAL = "資料には記載がありません"
+
+
+@dataclass(frozen=True)
+class QAItem:
+    """One evaluation question; `source` is the gold seed file or paragraph id."""
+
+    qid: str
+    question: str
+    answers: list[str] = field(default_factory=list)
+    source: str | None = None
+    unanswerable: bool = False
+    history: list[tuple[str, str]] = field(default_factory=list)
+
+
+def normalize(text: str) -> str:
+    """NFKC, lower case, no whitespace: how answers are compared."""
+    return "".join(unicodedata.normalize("NFKC", text).lower().split())
+
+
+def load_jsonl(path: Path) -> list[QAItem]:
+    """Read {"question", "answers", "source"} / {"question", "unanswerable": true} lines."""
+    items = []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+            items.append(
+                QAItem(
+                    qid=str(raw.get("id", n)),
+                    question=raw["question"],
+                    answers=list(raw.get("answers", [])),
+                    source=raw.get("source"),
+                    unanswerable=bool(raw.get("unanswerable", False)),
+                    history=[tuple(t) for t in raw.get("history", [])],  # type: ignore[misc]
+                )
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RagError(f"{path}:{n}: not a QA line ({exc}). Expected JSON with at least a 'question'.") from exc
+    return items
+
+
+def load_squad(path: Path) -> tuple[list[Document], list[QAItem]]:
+    """A SQuAD-format file (JSQuAD): its paragraphs become Documents, each question knows its paragraph."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))["data"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise RagError(f"{path} is not a SQuAD-format JSON file ({exc}).") from exc
+    docs: list[Document] = []
+    items: list[QAItem] = []
+    for article in data:
+        for p_no, para in enumerate(article["paragraphs"]):
+            context = para["context"]
+            title, sep, body = context.partition(" [SEP] ")
+            if not sep:
+                title, body = article.get("title", ""), context
+            pid = f"{article.get('title', 'doc')}#{p_no}"
+            docs.append(Document(doc_id=pid, source=pid, title=title, text=body))
+            for qa in para["qas"]:
+                answers = sorted({a["text"] for a in qa.get("answers", [])})
+                items.append(
+                    QAItem(qid=str(qa["id"]), question=qa["question"], answers=answers, source=pid,
+                           unanswerable=bool(qa.get("is_impossible", False)))
+                )
+    return docs, items
+
+
+def hit_is_gold(hit: Hit, item: QAItem) -> bool:
+    """A hit counts when it comes from the gold source (and, for seeds, contains a reference answer)."""
+    if item.source is None or hit.chunk.source != item.source:
+        return False
+    if not item.answers:
+        return True
+    text = normalize(hit.chunk.text)
+    return any(normalize(a) in text for a in item.answers)
+
+
+def retrieval_scores(ranked: Sequence[Sequence[Hit]], items: Sequence[QAItem]) -> dict[str, float]:
+    """recall@1/5/10 and MRR over the answerable items."""
+    ranks = []
+    for hits, item in zip(ranked, items):
+        if item.unanswerable:
+            continue
+        rank = next((i for i, h in enumerate(hits, start=1) if hit_is_gold(h, item)), None)
+        ranks.append(rank)
+    n = max(len(ranks), 1)
+    return {
+        "questions": len(ranks),
+        "recall@1": sum(1 for r in ranks if r and r <= 1) / n,
+        "recall@5": sum(1 for r in ranks if r and r <= 5) / n,
+        "recall@10": sum(1 for r in ranks if r and r <= 10) / n,
+        "mrr": sum(1 / r for r in ranks if r) / n,
+    }
+
+
+def char_f1(prediction: str, references: Iterable[str]) -> float:
+    """Best character-level F1 of the prediction against any reference (Japanese has no words)."""
+    pred = Counter(normalize(prediction))
+    best = 0.0
+    for ref in references:
+        gold = Counter(normalize(ref))
+        common = sum((pred & gold).values())
+        if common:
+            p, r = common / sum(pred.values()), common / sum(gold.values())
+            best = max(best, 2 * p * r / (p + r))
+    return best
+
+
+def is_refusal(answer: Answer) -> bool:
+    """The model (or the pipeline) said the articles do not contain the answer."""
+    return getattr(answer, "refused", False) or normalize(REFUSAL) in normalize(answer.text)
+
+
+@dataclass
+class AnswerRecord:
+    """The outcome for one question, kept for the JSON report."""
+
+    qid: str
+    question: str
+    answer: str
+    correct: bool
+    f1: float
+    refused: bool
+    unanswerable: bool
+    citation_ok: bool | None
+    cited_sources: list[str]
+    prompt_tokens: int
+    ttft: float
+    total: float
+
+
+def score_answer(item: QAItem, answer: Answer) -> AnswerRecord:
+    """Compare one Answer with the references."""
+    text = normalize(answer.text)
+    correct = (not item.unanswerable) and any(normalize(a) in text for a in item.answers)
+    citation_ok = None
+    if not item.unanswerable and correct:
+        citation_ok = any(
+            c.source == item.source and any(normalize(a) in normalize(c.text) for a in item.answers)
+            for c in answer.citations
+        )
+    return AnswerRecord(
+        qid=item.qid,
+        question=item.question,
+        answer=answer.text,
+        correct=correct,
+        f1=0.0 if item.unanswerable else char_f1(answer.text, item.answers),
+        refused=is_refusal(answer),
+        unanswerable=item.unanswerable,
+        citation_ok=citation_ok,
+        cited_sources=[c.source for c in answer.citations],
+        prompt_tokens=answer.prompt_tokens,
+        ttft=answer.seconds_to_first_token,
+        total=answer.seconds_total,
+    )
+
+
+def _pct(values: Sequence[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def answer_scores(records: Sequence[AnswerRecord]) -> dict[str, float]:
+    """Accuracy, F1, citation accuracy, refusal rates, latency percentiles, prompt size."""
+    answerable = [r for r in records if not r.unanswerable]
+    unanswerable = [r for r in records if r.unanswerable]
+    cited = [r for r in answerable if r.citation_ok is not None]
+    return {
+        "answered": len(records),
+        "accuracy": sum(r.correct for r in answerable) / max(len(answerable), 1),
+        "char_f1": statistics.fmean(r.f1 for r in answerable) if answerable else 0.0,
+        "citation_accuracy": sum(bool(r.citation_ok) for r in cited) / max(len(cited), 1),
+        "refusal_rate_unanswerable": sum(r.refused for r in unanswerable) / max(len(unanswerable), 1),
+        "false_refusal_rate": sum(r.refused for r in answerable) / max(len(answerable), 1),
+        "ttft_p50": _pct([r.ttft for r in records], 0.5),
+        "ttft_p95": _pct([r.ttft for r in records], 0.95),
+        "total_p50": _pct([r.total for r in records], 0.5),
+        "total_p95": _pct([r.total for r in records], 0.95),
+        "prompt_tokens_p50": _pct([float(r.prompt_tokens) for r in records], 0.5),
+    }
+
+
+def run_retrieval(retrieve: Callable[[QAItem], list[Hit]], items: Sequence[QAItem]) -> dict[str, float]:
+    """Retrieve for every item and score the rankings."""
+    return retrieval_scores([retrieve(item) for item in items], items)
+
+
+def records_as_json(records: Sequence[AnswerRecord]) -> list[dict[str, object]]:
+    """AnswerRecords as plain dicts for the JSON report."""
+    return [asdict(r) for r in records]

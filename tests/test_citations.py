@@ -1,0 +1,39 @@
+from rag.citations import attach_citations, is_refusal, support
+
+KURSK = "ウクライナ軍は昨年8月に越境攻撃を開始。ロシア軍は西部クルスク州で攻勢を強め、要衝スジャ奪還に向けて制圧地域を広げてきた。"
+AID = "米国はウクライナへの軍事支援と情報共有を中断した。"
+Q = "ロシア軍がクルスク州で奪還を目指している要衝の町はどこですか?"
+
+
+def test_unmarked_answer_gets_the_passage_that_supports_it() -> None:
+    text, cited = attach_citations("要衝の町はスジャです。", [AID, KURSK], question=Q)
+    assert text == "要衝の町はスジャです[2]。"
+    [c] = cited
+    assert c.n == 2 and "要衝スジャ奪還" in c.quote and c.quote in KURSK
+
+
+def test_wrong_marker_is_moved_to_the_supporting_passage() -> None:
+    text, cited = attach_citations("要衝の町はスジャです[1]。", [AID, KURSK], question=Q)
+    assert text == "要衝の町はスジャです[2]。" and [c.n for c in cited] == [2]
+
+
+def test_unsupported_sentence_gets_no_citation() -> None:
+    text, cited = attach_citations("首都は東京です[1]。", [AID, KURSK], question="日本の首都は?")
+    assert text == "首都は東京です。" and cited == []
+
+
+def test_each_sentence_cites_its_own_passage_and_full_width_markers_are_read() -> None:
+    text, cited = attach_citations("スジャの奪還を目指しています［２］。米国は軍事支援を中断した［1, 2］。", [AID, KURSK], question=Q)
+    assert text == "スジャの奪還を目指しています[2]。米国は軍事支援を中断した[1]。"
+    assert [c.n for c in cited] == [2, 1]
+
+
+def test_support_ignores_words_copied_from_the_question() -> None:
+    echo = "ロシア軍がクルスク州で奪還を目指している要衝の町は東京です。"
+    assert support(echo, KURSK, question=Q) < 0.5
+    assert support("要衝の町はスジャです。", KURSK, question=Q) >= 0.5
+
+
+def test_refusal_is_recognised() -> None:
+    assert is_refusal("資料には記載がありません。")
+    assert not is_refusal("スジャです。")
