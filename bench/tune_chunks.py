@@ -8,11 +8,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rag.config import Settings  # noqa: E402
-from rag.evaluation import load_jsonl, run_retrieval  # noqa: E402
-from rag.index import VectorIndex  # noqa: E402
-from rag.pipeline import build_index, load_embedder  # noqa: E402
-from rag.retrieval import Retriever  # noqa: E402
+from rag.config import Settings
+from rag.evaluation import load_jsonl, run_retrieval
+from rag.index import VectorIndex
+from rag.pipeline import build_index, load_embedder
+from rag.retrieval import Retriever
 
 SIZES = [(150, 30), (200, 40), (300, 60), (400, 80), (600, 100)]
 

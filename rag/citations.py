@@ -56,7 +56,9 @@ def support(sentence: str, passage: str, *, question: str = "") -> float:
     if not novel_chars or not novel_grams:
         return 0.0
     have_chars, have_grams = _content(passage)
-    return 0.5 * len(novel_chars & have_chars) / len(novel_chars) + 0.5 * len(novel_grams & have_grams) / len(novel_grams)
+    return 0.5 * len(novel_chars & have_chars) / len(novel_chars) + 0.5 * len(novel_grams & have_grams) / len(
+        novel_grams
+    )
 
 
 def quote_span(sentence: str, passage: str, *, question: str = "") -> str:
@@ -91,8 +93,10 @@ def attach_citations(answer: str, passages: list[str], *, question: str = "") ->
     that does if not, and dropped if none does; a sentence without a marker gets one when a
     passage supports it. Returns the new text and the cited passages in first-cited order.
     """
-    text = _MARKER.sub(lambda m: "".join(f"[{x.strip()}]" for x in re.split(r"[,、]", m.group(1))),
-                       answer.translate(_FULLWIDTH).strip())
+    text = _MARKER.sub(
+        lambda m: "".join(f"[{x.strip()}]" for x in re.split(r"[,、]", m.group(1))),
+        answer.translate(_FULLWIDTH).strip(),
+    )
     cited: dict[int, Cited] = {}
     lines = [_cite_line(line, passages, question, cited) for line in text.split("\n")]
     return "\n".join(lines).strip(), list(cited.values())

@@ -89,6 +89,66 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Measure retrieval (and answers) on a JSONL QA file or a SQuAD/JSQuAD JSON file."""
+    import hashlib
+    from pathlib import Path
+
+    from rag import evaluation as ev
+    from rag.index import VectorIndex, build_from_documents
+    from rag.pipeline import RagPipeline, load_embedder, load_generator
+    from rag.retrieval import Retriever
+
+    settings = _settings(args)
+    qa_path = Path(args.qa_file)
+    if not qa_path.is_file():
+        raise RagError(f"{qa_path} does not exist. Give a .jsonl QA file or a SQuAD-format .json file.")
+    embedder = load_embedder(settings)
+    out_dir = Path(args.out)
+    if qa_path.suffix == ".json":
+        docs, items = ev.load_squad(qa_path)
+        key = hashlib.sha256(qa_path.read_bytes()).hexdigest()[:12]
+        index_dir = out_dir / ".index" / f"{qa_path.stem}-{key}-{settings.chunk_size}-{settings.chunk_overlap}"
+        try:
+            index = VectorIndex.load(index_dir, expected_model=embedder.model_id)
+        except RagError:
+            print(f"{len(docs)} 段落の一時索引を作成します: {index_dir}/", file=sys.stderr)
+            index = build_from_documents(
+                docs,
+                index_dir,
+                embedder=embedder,
+                chunk_size=settings.chunk_size,
+                chunk_overlap=settings.chunk_overlap,
+                show_progress=True,
+            )
+    else:
+        items = ev.load_jsonl(qa_path)
+        index = VectorIndex.load(settings.index_dir, expected_model=embedder.model_id)
+    items = ev.spread(items, args.limit)
+    retriever = Retriever(index, embedder)
+    pipe = None if args.retrieval_only else RagPipeline(retriever, load_generator(settings), settings=settings)
+
+    def retrieve(item: ev.QAItem) -> list:
+        return retriever.retrieve_in_conversation(item.question, [q for q, _ in item.history], k=10)
+
+    def ask(item: ev.QAItem):
+        assert pipe is not None
+        return pipe.ask(item.question, history=item.history)
+
+    report = ev.evaluate(
+        items,
+        retrieve=retrieve,
+        ask=None if pipe is None else ask,
+        progress=True,
+        qa_file=str(qa_path),
+        settings={k: str(v) for k, v in vars(settings).items()},
+    )
+    print(ev.format_table(report))
+    json_path, png_path = ev.write_report(report, out_dir)
+    print(f"-> {json_path}, {png_path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for all subcommands."""
     parser = argparse.ArgumentParser(prog="rag", description="記事QA: ニュース記事に出典付きで答えるローカルQA")
@@ -116,6 +176,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="待ち受けアドレス (既定: 127.0.0.1)")
     p.add_argument("--port", type=int, default=7860)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("eval", help="検索と回答の精度を測る")
+    p.add_argument("qa_file", help="JSONL の質問集、または SQuAD 形式の JSON (JSQuAD)")
+    p.add_argument("--index", help="索引フォルダ (JSONL のとき; 既定: index)")
+    p.add_argument("--limit", type=int, help="ファイル全体から均等に選ぶ質問の数")
+    p.add_argument("--retrieval-only", action="store_true", help="LLM を使わず検索だけ測る")
+    p.add_argument("--out", default="eval/out", help="report.json と report.png の出力先")
+    p.add_argument("--llm", help="GGUF モデルのパス")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("models", help="同梱モデルを models/ に用意する")
     p.add_argument("llm_names", nargs="*", help="用意する LLM (既定: 設定の llm_name)")

@@ -75,8 +75,13 @@ def load_squad(path: Path) -> tuple[list[Document], list[QAItem]]:
             for qa in para["qas"]:
                 answers = sorted({a["text"] for a in qa.get("answers", [])})
                 items.append(
-                    QAItem(qid=str(qa["id"]), question=qa["question"], answers=answers, source=pid,
-                           unanswerable=bool(qa.get("is_impossible", False)))
+                    QAItem(
+                        qid=str(qa["id"]),
+                        question=qa["question"],
+                        answers=answers,
+                        source=pid,
+                        unanswerable=bool(qa.get("is_impossible", False)),
+                    )
                 )
     return docs, items
 
@@ -206,3 +211,96 @@ def run_retrieval(retrieve: Callable[[QAItem], list[Hit]], items: Sequence[QAIte
 def records_as_json(records: Sequence[AnswerRecord]) -> list[dict[str, object]]:
     """AnswerRecords as plain dicts for the JSON report."""
     return [asdict(r) for r in records]
+
+
+# ---- runner: used by `rag eval` ----
+
+
+@dataclass
+class EvalReport:
+    """Everything `rag eval` measured."""
+
+    qa_file: str
+    retrieval: dict[str, float]
+    answers: dict[str, float] | None
+    records: list[AnswerRecord]
+    settings: dict[str, object]
+
+
+def spread(items: Sequence[QAItem], limit: int | None) -> list[QAItem]:
+    """`limit` items spread evenly over the file (JSQuAD is sorted by article), deterministic."""
+    if not limit or limit >= len(items):
+        return list(items)
+    step = len(items) / limit
+    return [items[int(i * step)] for i in range(limit)]
+
+
+def evaluate(
+    items: Sequence[QAItem],
+    *,
+    retrieve: Callable[[QAItem], list[Hit]],
+    ask: Callable[[QAItem], Answer] | None = None,
+    progress: bool = False,
+    qa_file: str = "",
+    settings: dict[str, object] | None = None,
+) -> EvalReport:
+    """Retrieve (top 10) for every item and, if `ask` is given, answer it and score the answer."""
+    from tqdm import tqdm
+
+    ranked, records = [], []
+    for item in tqdm(items, desc="eval", unit="q", disable=not progress):
+        ranked.append(retrieve(item))
+        if ask is not None:
+            records.append(score_answer(item, ask(item)))
+    return EvalReport(
+        qa_file=qa_file,
+        retrieval=retrieval_scores(ranked, items),
+        answers=answer_scores(records) if ask is not None else None,
+        records=records,
+        settings=settings or {},
+    )
+
+
+def format_table(report: EvalReport) -> str:
+    """The report as an aligned text table for the terminal."""
+    rows = [("retrieval " + k, v) for k, v in report.retrieval.items()]
+    rows += [("answer " + k, v) for k, v in (report.answers or {}).items()]
+    width = max(len(name) for name, _ in rows)
+    lines = [f"{report.qa_file}"]
+    for name, value in rows:
+        shown = f"{value:.3f}" if isinstance(value, float) else str(value)
+        lines.append(f"  {name:<{width}}  {shown}")
+    return "\n".join(lines)
+
+
+def write_report(report: EvalReport, out_dir: Path) -> tuple[Path, Path]:
+    """Write report.json and a bar chart (report.png) of the rates into out_dir."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, png_path = out_dir / "report.json", out_dir / "report.png"
+    payload = {
+        "qa_file": report.qa_file,
+        "settings": report.settings,
+        "retrieval": report.retrieval,
+        "answers": report.answers,
+        "records": records_as_json(report.records),
+    }
+    json_path.write_text(json.dumps(payload, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rates = {k: v for k, v in report.retrieval.items() if k != "questions"}
+    if report.answers:
+        for key in ("accuracy", "char_f1", "citation_accuracy", "refusal_rate_unanswerable", "false_refusal_rate"):
+            rates[key] = report.answers[key]
+    fig, ax = plt.subplots(figsize=(9, 4))
+    bars = ax.barh(list(rates)[::-1], list(rates.values())[::-1], color="#3b7dd8")
+    ax.bar_label(bars, fmt="%.2f", padding=3)
+    ax.set_xlim(0, 1.1)
+    ax.set_title(f"rag eval: {Path(report.qa_file).name} ({report.retrieval['questions']} answerable questions)")
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+    return json_path, png_path

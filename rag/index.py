@@ -16,7 +16,7 @@ from rag.chunking import JAPANESE_SEPARATORS, chunk_documents, passage_text
 from rag.documents import file_sha256, list_seed_files, load_documents
 from rag.embedding import Embedder
 from rag.errors import IndexCorruptError, IndexMismatchError, IndexNotBuiltError, SeedsError
-from rag.types import BuildReport, Chunk
+from rag.types import BuildReport, Chunk, Document
 
 # Bump when the files or their meaning change; an index of another version is rebuilt, not guessed at.
 FORMAT_VERSION = 1
@@ -194,6 +194,38 @@ def build(
     if not docs:
         why = "; ".join(f"{s.path}: {s.reason}" for s in skipped) or "no .txt or .md files"
         raise SeedsError(f"No usable article in {seeds_dir}/ ({why}). The existing index was left as it was.")
+    build_from_documents(
+        docs,
+        Path(index_dir),
+        embedder=embedder,
+        chunk_size=chunk_size,
+        chunk_overlap=chunk_overlap,
+        sources=hashes,
+        skipped={s.path: s.reason for s in skipped},
+        show_progress=show_progress,
+    )
+    chunks = read_manifest(Path(index_dir)).chunks
+    return BuildReport(
+        index_dir=str(index_dir),
+        docs=len(docs),
+        chunks=chunks,
+        seconds=time.perf_counter() - started,
+        skipped=skipped,
+    )
+
+
+def build_from_documents(
+    docs: list[Document],
+    index_dir: Path,
+    *,
+    embedder: Embedder,
+    chunk_size: int,
+    chunk_overlap: int,
+    sources: dict[str, str] | None = None,
+    skipped: dict[str, str] | None = None,
+    show_progress: bool = False,
+) -> VectorIndex:
+    """Chunk, embed and atomically save already-loaded documents (seeds, or an evaluation corpus)."""
     chunks = chunk_documents(docs, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
     vectors = embedder.embed_passages([passage_text(c) for c in chunks], show_progress=show_progress)
     manifest = Manifest(
@@ -203,17 +235,12 @@ def build(
         chunk_overlap=chunk_overlap,
         separators=JAPANESE_SEPARATORS,
         # Skipped files are hashed too, so fixing one makes the index stale and it is read next time.
-        sources=hashes,
+        sources=sources or {},
         docs=len(docs),
         chunks=len(chunks),
-        skipped={s.path: s.reason for s in skipped},
+        skipped=skipped or {},
         created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
-    VectorIndex.from_vectors(manifest, chunks, vectors).save(Path(index_dir))
-    return BuildReport(
-        index_dir=str(index_dir),
-        docs=len(docs),
-        chunks=len(chunks),
-        seconds=time.perf_counter() - started,
-        skipped=skipped,
-    )
+    index = VectorIndex.from_vectors(manifest, chunks, vectors)
+    index.save(Path(index_dir))
+    return index

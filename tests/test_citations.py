@@ -23,7 +23,9 @@ def test_unsupported_sentence_gets_no_citation() -> None:
 
 
 def test_each_sentence_cites_its_own_passage_and_full_width_markers_are_read() -> None:
-    text, cited = attach_citations("スジャの奪還を目指しています［２］。米国は軍事支援を中断した［1, 2］。", [AID, KURSK], question=Q)
+    text, cited = attach_citations(
+        "スジャの奪還を目指しています［２］。米国は軍事支援を中断した［1, 2］。", [AID, KURSK], question=Q
+    )
     assert text == "スジャの奪還を目指しています[2]。米国は軍事支援を中断した[1]。"
     assert [c.n for c in cited] == [2, 1]
 

@@ -26,7 +26,9 @@ def test_only_the_sentences_that_bear_on_the_question_enter_the_prompt() -> None
 
 
 def test_history_comes_before_the_new_question() -> None:
-    messages = build_messages("その司令部はどこ?", [_hit(0, "本文。")], history=[("統合軍司令部とは?", "司令部の計画です。[1]")])
+    messages = build_messages(
+        "その司令部はどこ?", [_hit(0, "本文。")], history=[("統合軍司令部とは?", "司令部の計画です。[1]")]
+    )
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
     assert messages[1]["content"] == "統合軍司令部とは?"
 
