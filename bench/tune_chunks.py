@@ -27,8 +27,11 @@ def main() -> None:
             report = build_index(settings=settings, index_dir=Path(tmp), embedder=embedder,
                                  chunk_size=size, chunk_overlap=overlap)
             retriever = Retriever(VectorIndex.load(Path(tmp)), embedder)
-            prev = lambda it: [q for q, _ in it.history]  # noqa: E731
-            scores = run_retrieval(lambda it: retriever.retrieve_in_conversation(it.question, prev(it), k=10), items)
+
+            def retrieve(item, retriever=retriever):
+                return retriever.retrieve_in_conversation(item.question, [q for q, _ in item.history], k=10)
+
+            scores = run_retrieval(retrieve, items)
             print(f"{size:>5} {overlap:>7} {report.chunks:>6} {scores['recall@1']:.3f} {scores['recall@5']:.3f} "
                   f"{scores['recall@10']:.3f} {scores['mrr']:.3f}")
 

@@ -28,7 +28,12 @@ def format_sources(citations: list[Citation]) -> str:
     blocks = []
     for c in citations:
         meta = " · ".join(x for x in (c.date, f"`{c.source}`") if x)
-        passage = html.escape(c.text).replace("\n", "\n> ")
+        passage = html.escape(c.text)
+        if c.quote and html.escape(c.quote) in passage:
+            # The sentence that supports the answer is highlighted inside its passage.
+            quote = html.escape(c.quote)
+            passage = passage.replace(quote, f"<mark>{quote}</mark>", 1)
+        passage = passage.replace("\n", "\n> ")
         blocks.append(f"**[{c.n}] {html.escape(c.title)}**  \n{meta}\n\n> {passage}")
     return "\n\n---\n\n".join(blocks)
 
