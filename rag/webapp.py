@@ -43,9 +43,12 @@ def answer_messages(answer: Answer) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = [{"role": "assistant", "content": answer.text}]
     shown = answer.citations or answer.passages
     if shown:
-        label = (
-            f"{SOURCES_TITLE} ({len(shown)}件)" if answer.citations else f"参照した資料 ({len(shown)}件・引用番号なし)"
-        )
+        if answer.citations:
+            label = f"{SOURCES_TITLE} ({len(shown)}件)"
+        elif answer.refused:
+            label = f"検索で近かった資料 ({len(shown)}件)"
+        else:
+            label = f"参照した資料 ({len(shown)}件・回答を直接支える箇所は見つかりませんでした)"
         messages.append(
             {"role": "assistant", "content": format_sources(shown), "metadata": {"title": label, "status": "done"}}
         )

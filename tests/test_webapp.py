@@ -1,0 +1,37 @@
+from rag.types import Answer, Citation
+from rag.webapp import answer_messages, format_sources, history_pairs
+
+
+def _cit(n: int, quote: str = "") -> Citation:
+    return Citation(n=n, source="000_a.txt", title="クルスク情勢", text="前文。要衝スジャ奪還を目指す。後文。",
+                    score=0.9, chunk_id="a#0/0", date="2025-03-13", quote=quote)
+
+
+def test_sources_show_number_title_date_file_passage_and_highlight() -> None:
+    md = format_sources([_cit(1, quote="要衝スジャ奪還を目指す。")])
+    assert "**[1] クルスク情勢**" in md and "2025-03-13" in md and "`000_a.txt`" in md
+    assert "<mark>要衝スジャ奪還を目指す。</mark>" in md and "前文。" in md
+
+
+def test_answer_then_collapsible_sources_message() -> None:
+    answer = Answer(question="q", text="スジャです[1]。", citations=[_cit(1)], passages=[_cit(1), _cit(2)])
+    first, sources = answer_messages(answer)
+    assert first == {"role": "assistant", "content": "スジャです[1]。"}
+    assert sources["metadata"]["title"] == "出典 (1件)"
+
+
+def test_refusal_still_shows_the_closest_passages() -> None:
+    answer = Answer(question="q", text="資料には記載がありません。", citations=[], passages=[_cit(1)], refused=True)
+    _, sources = answer_messages(answer)
+    assert "近かった資料" in sources["metadata"]["title"]
+
+
+def test_history_pairs_skip_sources_messages() -> None:
+    history = [
+        {"role": "user", "content": "要衝の町は?"},
+        {"role": "assistant", "content": "スジャです[1]。"},
+        {"role": "assistant", "content": "**[1]** ...", "metadata": {"title": "出典 (1件)"}},
+        {"role": "user", "content": [{"type": "text", "text": "その町はどこの州?"}]},
+        {"role": "assistant", "content": "クルスク州です[1]。"},
+    ]
+    assert history_pairs(history) == [("要衝の町は?", "スジャです[1]。"), ("その町はどこの州?", "クルスク州です[1]。")]
