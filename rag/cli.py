@@ -18,6 +18,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         "seeds_dir": getattr(args, "seeds", None),
         "llm_path": getattr(args, "llm", None),
         "top_k": getattr(args, "k", None),
+        "retrieval_mode": getattr(args, "mode", None),
     }
     return Settings.from_env().with_overrides(**overrides)
 
@@ -125,7 +126,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         items = ev.load_jsonl(qa_path)
         index = VectorIndex.load(settings.index_dir, expected_model=embedder.model_id)
     items = ev.spread(items, args.limit)
-    retriever = Retriever(index, embedder)
+    retriever = Retriever(index, embedder, mode=settings.retrieval_mode)
     pipe = None if args.retrieval_only else RagPipeline(retriever, load_generator(settings), settings=settings)
 
     def retrieve(item: ev.QAItem) -> list:
@@ -184,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retrieval-only", action="store_true", help="LLM を使わず検索だけ測る")
     p.add_argument("--out", default="eval/out", help="report.json と report.png の出力先")
     p.add_argument("--llm", help="GGUF モデルのパス")
+    p.add_argument("--mode", choices=["hybrid", "dense", "lexical"], help="検索方式 (既定: hybrid)")
+    p.add_argument("-k", type=int, help="回答に使う passage の数")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("models", help="同梱モデルを models/ に用意する")

@@ -29,6 +29,7 @@ class Settings:
     llm_path: Path | None = None  # any GGUF file the user has
     embed_model_path: Path | None = None  # a sentence-transformers folder; default: converted e5
     top_k: int = 4
+    retrieval_mode: str = "hybrid"  # "hybrid" (dense + BM25, fused), "dense" or "lexical"
     # Measured on eval/seed_qa.jsonl (bench/tune_chunks.py): 200/40 gave the best recall@5 and MRR,
     # and short passages keep the prompt (and the wait for the first word) small.
     chunk_size: int = 200

@@ -16,13 +16,15 @@ from rag.chunking import JAPANESE_SEPARATORS, chunk_documents, passage_text
 from rag.documents import file_sha256, list_seed_files, load_documents
 from rag.embedding import Embedder
 from rag.errors import IndexCorruptError, IndexMismatchError, IndexNotBuiltError, SeedsError
+from rag.lexical import BM25Index
 from rag.types import BuildReport, Chunk, Document
 
 # Bump when the files or their meaning change; an index of another version is rebuilt, not guessed at.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: BM25 index beside the vectors
 MANIFEST = "manifest.json"
 VECTORS = "vectors.faiss"
 CHUNKS = "chunks.jsonl"
+LEXICAL = "bm25"
 
 
 @dataclass(frozen=True)
@@ -45,10 +47,11 @@ class Manifest:
 class VectorIndex:
     """Chunks and their normalized vectors in a FAISS inner-product index (= cosine similarity)."""
 
-    def __init__(self, manifest: Manifest, chunks: list[Chunk], faiss_index: object) -> None:
+    def __init__(self, manifest: Manifest, chunks: list[Chunk], faiss_index: object, lexical: BM25Index) -> None:
         self.manifest = manifest
         self.chunks = chunks
         self._faiss = faiss_index
+        self.lexical = lexical
 
     @classmethod
     def from_vectors(cls, manifest: Manifest, chunks: list[Chunk], vectors: np.ndarray) -> VectorIndex:
@@ -58,7 +61,7 @@ class VectorIndex:
         index = faiss.IndexFlatIP(manifest.dimension)
         if len(vectors):
             index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-        return cls(manifest, chunks, index)
+        return cls(manifest, chunks, index, BM25Index.build([passage_text(c) for c in chunks]))
 
     def __len__(self) -> int:
         return len(self.chunks)
@@ -83,6 +86,7 @@ class VectorIndex:
         tmp = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}.tmp-", dir=index_dir.parent))
         try:
             faiss.write_index(self._faiss, str(tmp / VECTORS))
+            self.lexical.save(tmp / LEXICAL)
             with open(tmp / CHUNKS, "w", encoding="utf-8") as fh:
                 for chunk in self.chunks:
                     fh.write(json.dumps(asdict(chunk), ensure_ascii=False) + "\n")
@@ -117,7 +121,8 @@ class VectorIndex:
             faiss_index = faiss.read_index(str(index_dir / VECTORS))
             with open(index_dir / CHUNKS, encoding="utf-8") as fh:
                 chunks = [Chunk(**json.loads(line)) for line in fh if line.strip()]
-        except (OSError, RuntimeError, ValueError, TypeError) as exc:
+            lexical = BM25Index.load(index_dir / LEXICAL)
+        except (OSError, RuntimeError, ValueError, TypeError, KeyError) as exc:
             raise IndexCorruptError(
                 f"The index in {index_dir}/ is damaged ({exc}). Run `rag build` to rebuild it."
             ) from exc
@@ -126,7 +131,7 @@ class VectorIndex:
                 f"The index in {index_dir}/ is inconsistent ({faiss_index.ntotal} vectors, {len(chunks)} chunks). "
                 "Run `rag build` to rebuild it."
             )
-        return cls(manifest, chunks, faiss_index)
+        return cls(manifest, chunks, faiss_index, lexical)
 
 
 def read_manifest(index_dir: Path) -> Manifest:

@@ -143,7 +143,7 @@ def load_pipeline(
     embedder = embedder or load_embedder(settings)
     index = VectorIndex.load(settings.index_dir, expected_model=embedder.model_id)
     generator = generator or load_generator(settings)
-    return RagPipeline(Retriever(index, embedder), generator, settings=settings)
+    return RagPipeline(Retriever(index, embedder, mode=settings.retrieval_mode), generator, settings=settings)
 
 
 def build_index(

@@ -1,0 +1,46 @@
+import pytest
+
+from rag.errors import RagError
+from rag.index import VectorIndex
+from rag.lexical import tokenize
+from rag.pipeline import build_index
+from rag.retrieval import Retriever, rrf
+
+
+@pytest.fixture
+def index(settings, embedder) -> VectorIndex:
+    build_index(settings=settings, embedder=embedder)
+    return VectorIndex.load(settings.index_dir, expected_model=embedder.model_id)
+
+
+def test_japanese_tokens_are_content_words_not_one_blob() -> None:
+    tokens = tokenize("ロシア軍がクルスク州で奪還を目指している")
+    assert {"ロシア", "クルスク", "奪還", "目指す"} <= set(tokens)
+    assert "が" not in tokens and "で" not in tokens
+
+
+@pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])
+def test_every_mode_finds_the_passage_with_the_fare(index, embedder, mode) -> None:
+    hits = Retriever(index, embedder, mode=mode).retrieve("新線の運賃は片道いくらですか", k=3)
+    assert hits and "1200円" in hits[0].chunk.text
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_lexical_search_with_only_unknown_words_finds_nothing(index, embedder) -> None:
+    assert Retriever(index, embedder, mode="lexical").retrieve("量子コンピュータ", k=3) == []
+
+
+def test_bm25_index_is_saved_with_the_vectors(index, settings) -> None:
+    assert (settings.index_dir / "bm25").is_dir()
+    assert index.lexical.search("ハヤブサ", 2)
+
+
+def test_rrf_rewards_agreement() -> None:
+    fused = rrf([[1, 2, 3], [3, 1, 4]])
+    assert [i for i, _ in fused][:2] == [1, 3]
+    assert {i for i, _ in fused} == {1, 2, 3, 4}
+
+
+def test_unknown_mode_is_rejected(index, embedder) -> None:
+    with pytest.raises(RagError, match="retrieval mode"):
+        Retriever(index, embedder, mode="magic")
