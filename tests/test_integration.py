@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -157,3 +158,22 @@ def test_gradio_page_answers_through_the_api(real_index: Settings) -> None:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def test_rag_eval_on_jsquad_sample_retrieval(tmp_path: Path) -> None:
+    out = _rag("eval", str(REPO / "tests" / "data" / "jsquad_sample.json"), "--retrieval-only", "--out", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["retrieval"]["questions"] == 51
+    assert report["retrieval"]["recall@5"] >= 0.9  # 18 paragraphs: a broken tokenizer or index drops far below
+    assert (tmp_path / "report.png").stat().st_size > 1000
+    assert "recall@5" in out.stdout
+
+
+def test_rag_eval_answers_a_few_seed_questions(real_index: Settings, tmp_path: Path) -> None:
+    out = _rag("eval", str(REPO / "eval" / "seed_qa.jsonl"), "--index", str(real_index.index_dir), "--limit", "4",
+               "--out", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    answers = json.loads((tmp_path / "report.json").read_text())["answers"]
+    assert answers["answered"] == 4
+    assert answers["accuracy"] >= 0.5 and answers["ttft_p50"] > 0 and answers["prompt_tokens_p50"] > 0

@@ -1,0 +1,80 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from rag.errors import RagError
+from rag.evaluation import (
+    QAItem,
+    answer_scores,
+    char_f1,
+    evaluate,
+    load_jsonl,
+    load_squad,
+    retrieval_scores,
+    score_answer,
+    spread,
+    write_report,
+)
+from rag.types import Answer, Chunk, Citation, Hit
+
+DATA = Path(__file__).parent / "data"
+
+
+def _hit(source: str, text: str) -> Hit:
+    return Hit(Chunk(chunk_id=f"{source}/0", doc_id=source, source=source, title="t", text=text, position=0), 1.0)
+
+
+def _cit(source: str, text: str) -> Citation:
+    return Citation(n=1, source=source, title="t", text=text, score=1.0, chunk_id="c")
+
+
+def test_squad_paragraphs_become_documents_without_the_title_prefix() -> None:
+    docs, items = load_squad(DATA / "jsquad_sample.json")
+    assert len(docs) == 18 and len(items) == 51
+    assert docs[0].title == "梅雨" and not docs[0].text.startswith("梅雨 [SEP]")
+    assert items[0].source == docs[0].doc_id and "小笠原諸島" in items[0].answers
+
+
+def test_jsonl_with_answerable_unanswerable_and_follow_up(tmp_path: Path) -> None:
+    path = tmp_path / "qa.jsonl"
+    path.write_text(
+        '{"id": "a", "question": "町は?", "answers": ["スジャ"], "source": "000.txt"}\n'
+        '{"id": "u", "question": "人口は?", "unanswerable": true}\n'
+        '{"id": "f", "history": [["q1", "a1"]], "question": "その町は?", "answers": ["x"], "source": "1.txt"}\n',
+        encoding="utf-8",
+    )
+    a, u, f = load_jsonl(path)
+    assert (a.answers, a.source, u.unanswerable, f.history) == (["スジャ"], "000.txt", True, [("q1", "a1")])
+    path.write_text("not json\n")
+    with pytest.raises(RagError, match=r"qa\.jsonl:1"):
+        load_jsonl(path)
+
+
+def test_recall_and_mrr_count_the_gold_passage_rank() -> None:
+    items = [QAItem("1", "q", ["スジャ"], "a.txt"), QAItem("2", "q", ["東京"], "b.txt"), QAItem("3", "q", unanswerable=True)]
+    ranked = [[_hit("a.txt", "要衝スジャ")], [_hit("b.txt", "大阪"), _hit("b.txt", "東京都")], []]
+    scores = retrieval_scores(ranked, items)
+    assert scores["questions"] == 2 and scores["recall@1"] == 0.5 and scores["recall@5"] == 1.0
+    assert scores["mrr"] == pytest.approx(0.75)
+
+
+def test_answer_scoring_accuracy_citation_and_refusals() -> None:
+    item = QAItem("1", "要衝の町は?", ["スジャ"], "a.txt")
+    good = score_answer(item, Answer("q", "ｽｼﾞｬです[1]。", [_cit("a.txt", "要衝スジャ奪還")]))  # NFKC-normalized
+    wrong_cite = score_answer(item, Answer("q", "スジャです[1]。", [_cit("b.txt", "別の記事")]))
+    refused = score_answer(QAItem("u", "人口は?", unanswerable=True), Answer("q", "資料には記載がありません。", [], refused=True))
+    assert good.correct and good.citation_ok and not wrong_cite.citation_ok
+    scores = answer_scores([good, wrong_cite, refused])
+    assert scores["accuracy"] == 1.0 and scores["citation_accuracy"] == 0.5
+    assert scores["refusal_rate_unanswerable"] == 1.0 and scores["false_refusal_rate"] == 0.0
+    assert char_f1("スジャです", ["スジャ"]) == pytest.approx(2 * 0.6 * 1 / 1.6)
+
+
+def test_spread_picks_evenly_and_report_files_are_written(tmp_path: Path) -> None:
+    items = [QAItem(str(i), "q", ["a"], "s") for i in range(10)]
+    assert [it.qid for it in spread(items, 3)] == ["0", "3", "6"]
+    report = evaluate(items[:2], retrieve=lambda it: [_hit("s", "a")], qa_file="x.jsonl")
+    json_path, png_path = write_report(report, tmp_path)
+    assert json.loads(json_path.read_text())["retrieval"]["recall@1"] == 1.0
+    assert png_path.read_bytes()[:4] == b"\x89PNG"
