@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import unicodedata
 from collections.abc import Sequence
 
 from rag.config import Settings
@@ -39,17 +41,33 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _screen_rows(text: str, columns: int) -> int:
+    """Terminal rows that text occupies: wide (Japanese) characters take two columns."""
+    rows = 0
+    for line in text.split("\n"):
+        width = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in line)
+        rows += max(1, -(-width // max(columns, 1)))
+    return rows
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
     """Answer one question, streaming the text, then list the numbered sources."""
     from rag.pipeline import load_pipeline
 
     pipe = load_pipeline(settings=_settings(args))
     stream = pipe.stream(args.question)
+    live = sys.stdout.isatty()
+    streamed = ""
     for piece in stream:
-        print(piece, end="", flush=True)
-    print()
+        if live:  # show the words as they come; replaced below by the checked answer
+            streamed += piece
+            print(piece, end="", flush=True)
     answer = stream.answer
     assert answer is not None
+    if live:
+        rows = _screen_rows(streamed, shutil.get_terminal_size().columns) - 1
+        print(f"\r\033[{rows}A\033[J" if rows > 0 else "\r\033[J", end="")
+    print(answer.text)
     print()
     shown = answer.citations or answer.passages
     print("出典:" if answer.citations else "参照した資料 (回答に番号の引用はありません):")

@@ -39,6 +39,8 @@ def make_answer(question: str, raw_text: str, hits: Sequence[Hit], **timings: fl
         # The closest passages stay visible so the reader can see what was searched.
         return Answer(question=question, text=REFUSAL_TEXT, citations=[], passages=passages, refused=True, **timings)  # type: ignore[arg-type]
     text, cited = attach_citations(raw_text, [h.chunk.text for h in hits], question=question)
+    if not text:  # the model wrote only markers
+        return Answer(question=question, text=REFUSAL_TEXT, citations=[], passages=passages, refused=True, **timings)  # type: ignore[arg-type]
     citations = [_citation(c.n, hits[c.n - 1], c.quote) for c in sorted(cited, key=lambda c: c.n)]
     return Answer(question=question, text=text, citations=citations, passages=passages, **timings)  # type: ignore[arg-type]
 
