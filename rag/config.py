@@ -38,9 +38,6 @@ class Settings:
     max_tokens: int = 384
     n_threads: int = _cpu_count()
     temperature: float = 0.0  # greedy: the same question gives the same answer
-    # Below this P("はい") from the grounding check the answer is replaced by the refusal; 0 turns
-    # the check off. Calibrated on eval/seed_qa.jsonl (see the closing note of issue 3).
-    min_grounded: float = 0.0
 
     def with_overrides(self, **overrides: object) -> Settings:
         """Return a copy with the given non-None fields replaced (paths coerced to Path)."""

@@ -17,9 +17,6 @@ SYSTEM_PROMPT = (
     "資料に答えが書かれていない場合は、推測せずに「資料には記載がありません。」とだけ答えてください。"
 )
 
-# Asked after an answer, on the same cached prompt; see RagPipeline and Settings.min_grounded.
-GROUNDING_CHECK = "上の回答は、資料に書かれている内容だけで質問に答えていますか? 「はい」か「いいえ」だけで答えてください。"
-
 Message = dict[str, str]
 
 
@@ -175,8 +172,7 @@ class LlamaCppGenerator:
         else:
             llm.reset()
         llm.eval(tokens[llm.n_tokens :])
-        # Without logits_all, llama.cpp keeps only the last position's logits: exactly the ones needed.
-        logits = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(llm.n_vocab(),)).astype(np.float64)
+        logits = np.asarray(llm.scores[llm.n_tokens - 1], dtype=np.float64)
         yes, no = logits[self._yes_token], logits[self._no_token]
         return float(1.0 / (1.0 + np.exp(no - yes)))
 

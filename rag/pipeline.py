@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from rag.citations import REFUSAL_TEXT, attach_citations, is_refusal
 from rag.config import Settings
 from rag.embedding import Embedder
-from rag.generation import GROUNDING_CHECK, Generator, build_messages
+from rag.generation import Generator, build_messages
 from rag.retrieval import Retriever
 from rag.types import Answer, BuildReport, Citation, Hit, SkippedFile
 
@@ -98,18 +97,15 @@ class RagPipeline:
                 first = time.perf_counter() - started
             pieces.append(piece)
             yield piece
-        raw = "".join(pieces)
-        answer = make_answer(question, raw, hits, prompt_tokens=prompt_tokens, completion_tokens=len(pieces))
-        threshold = self.settings.min_grounded
-        if not answer.refused and threshold > 0:
-            # The model judges its own answer against the passages (one short extra turn on the
-            # cached prompt); a weak "yes" means the articles most likely do not say it.
-            check = [*messages, {"role": "assistant", "content": raw}, {"role": "user", "content": GROUNDING_CHECK}]
-            grounded = self.generator.yes_probability(check)
-            if grounded < threshold:
-                answer = replace(answer, text=REFUSAL_TEXT, citations=[], refused=True)
-            answer = replace(answer, grounded=grounded)
-        out.answer = replace(answer, seconds_to_first_token=first, seconds_total=time.perf_counter() - started)
+        out.answer = make_answer(
+            question,
+            "".join(pieces),
+            hits,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=len(pieces),
+            seconds_to_first_token=first,
+            seconds_total=time.perf_counter() - started,
+        )
 
 
 # ---- factories: the only place the real models are constructed ----

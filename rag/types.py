@@ -63,7 +63,6 @@ class Answer:
     citations: list[Citation]
     passages: list[Citation] = field(default_factory=list)  # every passage the model was given
     refused: bool = False  # True when the articles do not answer the question (text says so)
-    grounded: float | None = None  # the model's P(yes) that its answer is in the passages, if checked
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds_to_first_token: float = 0.0

@@ -49,16 +49,9 @@ class RecordingGenerator:
     def __init__(self, reply: str | None = None) -> None:
         self.reply = reply
         self.calls: list[list[Message]] = []
-        self.checks: list[list[Message]] = []
 
     def count_prompt_tokens(self, messages: list[Message]) -> int:
         return sum(len(m["content"]) for m in messages)
-
-    def yes_probability(self, messages: list[Message]) -> float:
-        """Says "yes" when the answer under check copies a sentence of the passages."""
-        self.checks.append(messages)
-        answer = messages[-2]["content"].split("[")[0]
-        return 0.9 if answer and answer in messages[-3]["content"] else 0.1
 
     def stream_chat(self, messages: list[Message], *, max_tokens: int) -> Iterator[str]:
         self.calls.append(messages)

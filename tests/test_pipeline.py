@@ -64,15 +64,3 @@ def test_load_pipeline_without_index_gives_actionable_error(tmp_path, embedder) 
 def test_unknown_option_is_rejected(tmp_path, embedder) -> None:
     with pytest.raises(rag.RagError, match="Unknown setting"):
         load_pipeline(index_dir=tmp_path, embedder=embedder, generator=RecordingGenerator(), topk=3)
-
-
-def test_grounding_check_refuses_an_answer_the_passages_do_not_hold(settings, embedder) -> None:
-    build_index(settings=settings, embedder=embedder)
-    made_up = load_pipeline(settings=settings, embedder=embedder, generator=RecordingGenerator("京都の人口は150万人です。"), min_grounded=0.5)
-    answer = made_up.ask("京都の人口は?")
-    assert answer.refused and answer.text == "資料には記載がありません。" and answer.citations == []
-    assert answer.passages and answer.grounded is not None and answer.grounded < 0.5
-    honest = load_pipeline(settings=settings, embedder=embedder, generator=RecordingGenerator(), min_grounded=0.5)
-    good = honest.ask("嵐山には1日あたり何人の観光客が訪れた?")
-    assert not good.refused and good.citations and good.grounded > 0.5
-    assert honest.generator.checks[-1][-1]["content"].endswith("「はい」か「いいえ」だけで答えてください。")
