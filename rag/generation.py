@@ -31,10 +31,6 @@ class Generator(Protocol):
         """How many tokens the formatted prompt takes."""
         ...
 
-    def yes_probability(self, messages: list[Message]) -> float:
-        """Probability that the model's next word is 「はい」 rather than 「いいえ」."""
-        ...
-
 
 MAX_SENTENCES_PER_PASSAGE = 2
 
@@ -127,9 +123,6 @@ class LlamaCppGenerator:
             raise ModelError(f"{model_path} carries no chat template; use an instruct GGUF that has one.")
         eos = self._token_text(self.llm.token_eos())
         bos = self._token_text(self.llm.token_bos())
-        # First token of each word: enough to compare the two answers' probabilities.
-        self._yes_token = self.llm.tokenize("はい".encode(), add_bos=False, special=False)[0]
-        self._no_token = self.llm.tokenize("いいえ".encode(), add_bos=False, special=False)[0]
         self._formatter = Jinja2ChatFormatter(
             template=template, eos_token=eos, bos_token=bos, stop_token_ids=[self.llm.token_eos()]
         )
@@ -149,32 +142,6 @@ class LlamaCppGenerator:
         """Tokens of the formatted prompt, as the model sees it."""
         prompt, _ = self._prompt(messages)
         return len(self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
-
-    def yes_probability(self, messages: list[Message]) -> float:
-        """P(「はい」) / (P(「はい」) + P(「いいえ」)) for the reply's first token, read from the logits.
-
-        The messages extend the answer's own prompt, so only the new tail is evaluated: the
-        KV cache already holds the passages and the question.
-        """
-        import numpy as np
-
-        prompt, _ = self._prompt(messages)
-        tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
-        llm = self.llm
-        cached = 0
-        for a, b in zip(llm.input_ids[: llm.n_tokens], tokens, strict=False):
-            if a != b:
-                break
-            cached += 1
-        cached = min(cached, len(tokens) - 1)  # decode at least one token so the logits are fresh
-        if cached > 0 and llm._ctx.kv_cache_seq_rm(-1, cached, -1):
-            llm.n_tokens = cached
-        else:
-            llm.reset()
-        llm.eval(tokens[llm.n_tokens :])
-        logits = np.asarray(llm.scores[llm.n_tokens - 1], dtype=np.float64)
-        yes, no = logits[self._yes_token], logits[self._no_token]
-        return float(1.0 / (1.0 + np.exp(no - yes)))
 
     def stream_chat(self, messages: list[Message], *, max_tokens: int) -> Iterator[str]:
         """Stream the reply; llama-cpp-python reuses the cached prefix (the fixed instruction) between calls."""
