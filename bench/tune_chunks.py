@@ -9,7 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rag.config import Settings
-from rag.evaluation import load_jsonl, run_retrieval
+from rag.evaluation import evaluate, load_jsonl
 from rag.index import VectorIndex
 from rag.pipeline import build_index, load_embedder
 from rag.retrieval import Retriever
@@ -31,7 +31,7 @@ def main() -> None:
             def retrieve(item, retriever=retriever):
                 return retriever.retrieve_in_conversation(item.question, [q for q, _ in item.history], k=10)
 
-            scores = run_retrieval(retrieve, items)
+            scores = evaluate(items, retrieve=retrieve).retrieval
             print(f"{size:>5} {overlap:>7} {report.chunks:>6} {scores['recall@1']:.3f} {scores['recall@5']:.3f} "
                   f"{scores['recall@10']:.3f} {scores['mrr']:.3f}")
 

@@ -10,10 +10,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from rag.citations import is_refusal
 from rag.errors import RagError
 from rag.types import Answer, Document, Hit
-
-REFUSAL = "資料には記載がありません"
 
 
 @dataclass(frozen=True)
@@ -127,11 +126,6 @@ def char_f1(prediction: str, references: Iterable[str]) -> float:
     return best
 
 
-def is_refusal(answer: Answer) -> bool:
-    """The model (or the pipeline) said the articles do not contain the answer."""
-    return getattr(answer, "refused", False) or normalize(REFUSAL) in normalize(answer.text)
-
-
 @dataclass
 class AnswerRecord:
     """The outcome for one question, kept for the JSON report."""
@@ -166,7 +160,7 @@ def score_answer(item: QAItem, answer: Answer) -> AnswerRecord:
         answer=answer.text,
         correct=correct,
         f1=0.0 if item.unanswerable else char_f1(answer.text, item.answers),
-        refused=is_refusal(answer),
+        refused=answer.refused or is_refusal(answer.text),
         unanswerable=item.unanswerable,
         citation_ok=citation_ok,
         cited_sources=[c.source for c in answer.citations],
@@ -201,11 +195,6 @@ def answer_scores(records: Sequence[AnswerRecord]) -> dict[str, float]:
         "total_p95": _pct([r.total for r in records], 0.95),
         "prompt_tokens_p50": _pct([float(r.prompt_tokens) for r in records], 0.5),
     }
-
-
-def run_retrieval(retrieve: Callable[[QAItem], list[Hit]], items: Sequence[QAItem]) -> dict[str, float]:
-    """Retrieve for every item and score the rankings."""
-    return retrieval_scores([retrieve(item) for item in items], items)
 
 
 def records_as_json(records: Sequence[AnswerRecord]) -> list[dict[str, object]]:
