@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Protocol
 
@@ -38,8 +39,14 @@ class SentenceTransformerEmbedder:
     """A local sentence-transformers folder with "query: " / "passage: " prompts (e5 style)."""
 
     def __init__(self, folder: Path, *, n_threads: int | None = None, batch_size: int = 32) -> None:
+        # Offline by design: never ask a model hub, even for metadata.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         import torch
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # "Loading weights" bars would clutter `rag ask`
 
         if n_threads:
             torch.set_num_threads(n_threads)
