@@ -9,6 +9,7 @@ from pathlib import Path
 from rag.citations import REFUSAL_TEXT, attach_citations, is_refusal
 from rag.config import Settings
 from rag.embedding import Embedder
+from rag.errors import RagError
 from rag.generation import Generator, build_messages
 from rag.retrieval import Retriever
 from rag.types import Answer, BuildReport, Citation, Hit, SkippedFile
@@ -35,11 +36,9 @@ def _citation(n: int, hit: Hit, quote: str = "") -> Citation:
 def make_answer(question: str, raw_text: str, hits: Sequence[Hit], **timings: float | int) -> Answer:
     """Turn the model's text into an Answer whose every [n] names a passage that supports its sentence."""
     passages = [_citation(n, hit) for n, hit in enumerate(hits, start=1)]
-    if is_refusal(raw_text) or not raw_text.strip():
-        # The closest passages stay visible so the reader can see what was searched.
-        return Answer(question=question, text=REFUSAL_TEXT, citations=[], passages=passages, refused=True, **timings)  # type: ignore[arg-type]
     text, cited = attach_citations(raw_text, [h.chunk.text for h in hits], question=question)
-    if not text:  # the model wrote only markers
+    if not text or is_refusal(text):  # said so, or wrote nothing but markers
+        # The closest passages stay visible so the reader can see what was searched.
         return Answer(question=question, text=REFUSAL_TEXT, citations=[], passages=passages, refused=True, **timings)  # type: ignore[arg-type]
     citations = [_citation(c.n, hits[c.n - 1], c.quote) for c in sorted(cited, key=lambda c: c.n)]
     return Answer(question=question, text=text, citations=citations, passages=passages, **timings)  # type: ignore[arg-type]
@@ -81,13 +80,15 @@ class RagPipeline:
     def stream(self, question: str, *, k: int | None = None, history: History = ()) -> AnswerStream:
         """Like ask(), but yields text pieces as the model writes them; `.answer` is set at the end."""
         question = question.strip()
+        if not question:
+            raise RagError("The question is empty. Ask something about the articles.")
         stream = AnswerStream(iter(()))
         stream._pieces = self._run(question, k, list(history)[-MAX_HISTORY_TURNS:], stream)
         return stream
 
     def _run(self, question: str, k: int | None, history: list[tuple[str, str]], out: AnswerStream) -> Iterator[str]:
         started = time.perf_counter()
-        hits = self.retrieve(question, k=k, history=history) if question else []
+        hits = self.retrieve(question, k=k, history=history)
         messages = build_messages(question, hits, history=history)
         prompt_tokens = self.generator.count_prompt_tokens(messages)
         pieces: list[str] = []

@@ -64,3 +64,8 @@ def test_load_pipeline_without_index_gives_actionable_error(tmp_path, embedder) 
 def test_unknown_option_is_rejected(tmp_path, embedder) -> None:
     with pytest.raises(rag.RagError, match="Unknown setting"):
         load_pipeline(index_dir=tmp_path, embedder=embedder, generator=RecordingGenerator(), topk=3)
+
+
+def test_empty_question_is_a_clear_error(pipe) -> None:
+    with pytest.raises(rag.RagError, match="empty"):
+        pipe.ask("   ")
