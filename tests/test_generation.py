@@ -12,7 +12,7 @@ def test_prompt_numbers_passages_and_asks_in_japanese() -> None:
     messages = build_messages("要衝の町はどこ?", hits)
     assert messages[0] == {"role": "system", "content": SYSTEM_PROMPT}
     user = messages[-1]["content"]
-    assert "[2] 支援を停止した。\n\n[1] 要衝スジャの奪還を目指す。\n\n質問" in user  # best passage last
+    assert "[2] （記事1）支援を停止した。\n\n[1] （記事0）要衝スジャの奪還を目指す。\n\n質問" in user  # best last
     assert user.rstrip().endswith("質問: 要衝の町はどこ?")
     assert "資料" in SYSTEM_PROMPT and "[1]" in SYSTEM_PROMPT
 
