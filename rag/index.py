@@ -199,7 +199,7 @@ def build(
     if not docs:
         why = "; ".join(f"{s.path}: {s.reason}" for s in skipped) or "no .txt or .md files"
         raise SeedsError(f"No usable article in {seeds_dir}/ ({why}). The existing index was left as it was.")
-    build_from_documents(
+    index = build_from_documents(
         docs,
         Path(index_dir),
         embedder=embedder,
@@ -209,11 +209,10 @@ def build(
         skipped={s.path: s.reason for s in skipped},
         show_progress=show_progress,
     )
-    chunks = read_manifest(Path(index_dir)).chunks
     return BuildReport(
         index_dir=str(index_dir),
         docs=len(docs),
-        chunks=chunks,
+        chunks=len(index),
         seconds=time.perf_counter() - started,
         skipped=skipped,
     )
