@@ -25,7 +25,8 @@ class Embedder(Protocol):
         ...
 
 
-def _model_id(folder: Path) -> str:
+def model_id_of(folder: Path) -> str:
+    """The id an index records for the model in `folder`, read without loading the model."""
     # The id goes into the index manifest: two different weights must never share one.
     marker = folder / "conversion.json"
     if marker.is_file():
@@ -52,7 +53,7 @@ class SentenceTransformerEmbedder:
             torch.set_num_threads(n_threads)
         self.folder = Path(folder)
         self.model = SentenceTransformer(str(self.folder), device="cpu", local_files_only=True)
-        self.model_id = _model_id(self.folder)
+        self.model_id = model_id_of(self.folder)
         self.dimension = int(self.model.get_embedding_dimension())
         self.batch_size = batch_size
         prompts = getattr(self.model, "prompts", {}) or {}

@@ -163,12 +163,19 @@ def build_index(
     from rag import index as index_mod
 
     settings = (settings or Settings()).with_overrides(seeds_dir=seeds_dir, index_dir=index_dir, **overrides)
-    embedder = embedder or load_embedder(settings)
     if if_stale:
+        if embedder is not None:
+            model_id = embedder.model_id
+        else:  # no need to load torch and the weights just to learn the index is current
+            from rag.embedding import model_id_of
+            from rag.models import resolve_embed_path
+
+            folder = resolve_embed_path(models_dir=settings.models_dir, embed_model_path=settings.embed_model_path)
+            model_id = model_id_of(folder)
         reason = index_mod.stale_reason(
             settings.index_dir,
             settings.seeds_dir,
-            embedding_model=embedder.model_id,
+            embedding_model=model_id,
             chunk_size=settings.chunk_size,
             chunk_overlap=settings.chunk_overlap,
         )
@@ -185,7 +192,7 @@ def build_index(
     return index_mod.build(
         settings.seeds_dir,
         settings.index_dir,
-        embedder=embedder,
+        embedder=embedder or load_embedder(settings),
         chunk_size=settings.chunk_size,
         chunk_overlap=settings.chunk_overlap,
         show_progress=show_progress,
