@@ -44,12 +44,40 @@ def _content(text: str) -> tuple[set[str], set[str]]:
     return chars, grams
 
 
+# Numbers with their unit character, katakana names and Latin words: what a small model invents
+# when the sources are silent ("1時間", "10億円", "ロスアトム").
+_KEY_TOKEN = re.compile(r"\d+(?:\.\d+)?[^\s\d.,、。・()「」『』\[\]]?|[\u30a1-\u30fa\u30fc]{3,}|[a-z]{2,}")
+_ENUMERATOR = re.compile(r"^\s*\d+[.)]\s", re.MULTILINE)  # "1. " of a list is not a claim
+
+
+def _flat(text: str) -> str:
+    return re.sub(r"(?<=\d),(?=\d)", "", unicodedata.normalize("NFKC", text)).lower()
+
+
+def key_tokens(text: str) -> set[str]:
+    """The numbers (with the unit character after them), katakana words of 3+ characters and Latin words."""
+    return set(_KEY_TOKEN.findall(_ENUMERATOR.sub("", _flat(text))))
+
+
+def invented(sentence: str, passage: str, *, question: str = "") -> set[str]:
+    """Key tokens of the sentence found neither in the passage nor in the question.
+
+    "1時" is not found in "11時": a number must start where the passage's number starts.
+    """
+    have = re.sub(r"\s", "", _flat(passage + "\n" + question))
+    return {tok for tok in key_tokens(sentence) if not re.search(r"(?<![\d.])" + re.escape(tok), have)}
+
+
 def support(sentence: str, passage: str, *, question: str = "") -> float:
     """How much of the sentence's new content (not copied from the question) the passage contains, 0..1.
 
     Mean of character and bigram coverage: characters forgive a changed word order,
-    bigrams tell 東京 from a passage that merely has 東 and 京 somewhere.
+    bigrams tell 東京 from a passage that merely has 東 and 京 somewhere. A number or name
+    the passage does not contain makes the support 0: "1時間" is not supported by a passage
+    about the same meeting that never says how long it was.
     """
+    if invented(sentence, passage, question=question):
+        return 0.0
     chars, grams = _content(sentence)
     asked_chars, asked_grams = _content(question)
     novel_chars, novel_grams = (chars - asked_chars) or chars, (grams - asked_grams) or grams
@@ -88,6 +116,24 @@ _REFUSALS = re.compile(r"記載がありません|記載されていません|�
 def is_refusal(text: str) -> bool:
     """True if the model said the sources do not contain the answer."""
     return bool(_REFUSALS.search(unicodedata.normalize("NFKC", text)))
+
+
+# (what the question asks for, what an answer to it must contain)
+_ANSWER_TYPES = [
+    (re.compile(r"何人|人数"), re.compile(r"\d\s*[万千百]?人|[一二三四五六七八九十百千万数]人")),
+    (re.compile(r"何歳|年齢"), re.compile(r"\d\s*歳|[一二三四五六七八九十]歳")),
+    (re.compile(r"何時間"), re.compile(r"\d\s*時間|[一二三四五六七八九十数半]時間")),
+    (re.compile(r"何社"), re.compile(r"\d\s*社|[一二三四五六七八九十数]社")),
+    (re.compile(r"何日"), re.compile(r"\d\s*日|[一二三四五六七八九十]日|昨日|今日|明日|前日|翌日|同日")),
+    (re.compile(r"いくら|金額|総額|費用|予算"), re.compile(r"円|ドル|ユーロ|ポンド|ルーブル|フリヴニャ|人民元")),
+    (re.compile(r"何%|何パーセント|割合|支持率"), re.compile(r"%|パーセント|\d割|[一二三四五六七八九十]割")),
+]
+
+
+def answers_the_type(question: str, answer: str) -> bool:
+    """False when the question asks for a count, age, date or sum and the answer holds none."""
+    q, a = unicodedata.normalize("NFKC", question), unicodedata.normalize("NFKC", answer)
+    return all(want.search(a) for asks, want in _ANSWER_TYPES if asks.search(q))
 
 
 def attach_citations(answer: str, passages: list[str], *, question: str = "") -> tuple[str, list[Cited]]:

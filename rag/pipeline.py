@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from rag.citations import REFUSAL_TEXT, attach_citations, is_refusal
+from rag.citations import REFUSAL_TEXT, answers_the_type, attach_citations, is_refusal
 from rag.config import Settings
 from rag.embedding import Embedder
 from rag.errors import RagError
@@ -37,7 +37,10 @@ def make_answer(question: str, raw_text: str, hits: Sequence[Hit], **timings: fl
     """Turn the model's text into an Answer whose every [n] names a passage that supports its sentence."""
     passages = [_citation(n, hit) for n, hit in enumerate(hits, start=1)]
     text, cited = attach_citations(raw_text, [h.chunk.text for h in hits], question=question)
-    if not text or is_refusal(text):  # said so, or wrote nothing but markers
+    # Refuse when the model said so, wrote nothing but markers, wrote nothing a passage supports
+    # (every wrong answer to an unanswerable seed question that had no citation was invented),
+    # or gave no number/date/sum to a question that asks for one.
+    if not text or is_refusal(text) or not cited or not answers_the_type(question, text):
         # The closest passages stay visible so the reader can see what was searched.
         return Answer(question=question, text=REFUSAL_TEXT, citations=[], passages=passages, refused=True, **timings)  # type: ignore[arg-type]
     citations = [_citation(c.n, hits[c.n - 1], c.quote) for c in sorted(cited, key=lambda c: c.n)]
@@ -89,7 +92,7 @@ class RagPipeline:
     def _run(self, question: str, k: int | None, history: list[tuple[str, str]], out: AnswerStream) -> Iterator[str]:
         started = time.perf_counter()
         hits = self.retrieve(question, k=k, history=history)
-        messages = build_messages(question, hits, history=history)
+        messages = build_messages(question, hits, history=history, context_chars=self.settings.context_chars)
         prompt_tokens = self.generator.count_prompt_tokens(messages)
         pieces: list[str] = []
         first = 0.0

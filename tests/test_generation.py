@@ -1,4 +1,4 @@
-from rag.generation import SYSTEM_PROMPT, build_messages, select_sentences
+from rag.generation import SYSTEM_PROMPT, build_messages, select_context
 from rag.types import Chunk, Hit
 
 
@@ -12,17 +12,26 @@ def test_prompt_numbers_passages_and_asks_in_japanese() -> None:
     messages = build_messages("要衝の町はどこ?", hits)
     assert messages[0] == {"role": "system", "content": SYSTEM_PROMPT}
     user = messages[-1]["content"]
-    assert "[2] （記事1）支援を停止した。\n\n[1] （記事0）要衝スジャの奪還を目指す。\n\n質問" in user  # best last
+    assert "[2] （記事1）支援を停止した。\n[1] （記事0）要衝スジャの奪還を目指す。\n\n質問" in user  # best last
     assert user.rstrip().endswith("質問: 要衝の町はどこ?")
-    assert "資料" in SYSTEM_PROMPT and "[1]" in SYSTEM_PROMPT
+    assert "資料には記載がありません" in SYSTEM_PROMPT
 
 
 def test_only_the_sentences_that_bear_on_the_question_enter_the_prompt() -> None:
     text = "天気は晴れだった。ロシア軍は要衝スジャの奪還を目指している。株価が上がった。会議は延期された。"
-    picked = select_sentences("ロシア軍が奪還を目指す要衝の町は?", text, max_sentences=1)
-    assert picked == "ロシア軍は要衝スジャの奪還を目指している。"
-    two = select_sentences("株価と要衝スジャ", text, max_sentences=2)
-    assert two == "ロシア軍は要衝スジャの奪還を目指している。株価が上がった。"  # original order kept
+    hits = [_hit(0, text), _hit(1, "ロシアの天気。")]
+    picked = select_context("ロシア軍が奪還を目指す要衝の町は?", hits, budget=10)
+    assert picked == {1: "ロシア軍は要衝スジャの奪還を目指している。"}  # the best sentence even over budget
+    two = select_context("株価と要衝スジャ", hits, budget=31)
+    assert two == {1: "ロシア軍は要衝スジャの奪還を目指している。株価が上がった。"}  # original order kept
+
+
+def test_a_title_is_shown_once_per_article() -> None:
+    hits = [_hit(0, "要衝スジャの奪還を目指す。"), _hit(1, "スジャは要衝だ。")]
+    user = build_messages("要衝スジャは?", hits)[-1]["content"]
+    assert user.count("（記事") == 2  # two articles (記事0, 記事1)
+    same = [_hit(0, "要衝スジャの奪還を目指す。"), _hit(0, "スジャは要衝だ。")]
+    assert build_messages("要衝スジャは?", same)[-1]["content"].count("（記事0）") == 1
 
 
 def test_history_comes_before_the_new_question() -> None:

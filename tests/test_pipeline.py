@@ -37,12 +37,18 @@ def test_stream_yields_pieces_then_exposes_the_answer(pipe) -> None:
     assert stream.answer.citations[0].source == "blog.txt"
 
 
-def test_marker_for_a_missing_passage_is_not_shown(settings, embedder) -> None:
+def test_an_answer_no_passage_supports_becomes_the_refusal(settings, embedder) -> None:
     build_index(settings=settings, embedder=embedder)
-    pipe = load_pipeline(settings=settings, embedder=embedder, generator=RecordingGenerator("答えです[9]。"), top_k=2)
-    answer = pipe.ask("紅葉")
-    assert answer.text == "答えです。" and answer.citations == []
+    invented = RecordingGenerator("紅葉の見頃は11月3日です[9]。")  # a marker for no passage, a date in none
+    pipe = load_pipeline(settings=settings, embedder=embedder, generator=invented, top_k=2)
+    answer = pipe.ask("紅葉の見頃はいつ?")
+    assert answer.refused and answer.text == "資料には記載がありません。" and answer.citations == []
     assert len(answer.passages) == 2  # the reader can still check what the model was given
+
+
+def test_a_count_question_answered_without_a_count_is_refused(pipe) -> None:
+    pipe.generator.reply = "嵐山は観光地です。"
+    assert pipe.ask("嵐山を訪れた観光客は何人?").refused
 
 
 def test_follow_up_question_retrieves_with_the_conversation(pipe) -> None:
