@@ -68,7 +68,7 @@ def main() -> None:
                 latencies.append((time.perf_counter() - t) * 1000)
         print(f"retrieval: median {statistics.median(latencies):.1f} ms/query over {len(latencies)} queries")
 
-        ttft, tps, total, prompt = [], [], [], []
+        ttft, tps, total, prompt, fresh = [], [], [], [], []
         for run in range(args.runs):
             for q in QUESTIONS:
                 answer = pipe.ask(q)
@@ -76,11 +76,15 @@ def main() -> None:
                 ttft.append(answer.seconds_to_first_token)
                 total.append(answer.seconds_total)
                 prompt.append(answer.prompt_tokens)
+                fresh.append(answer.prompt_tokens - getattr(generator, "reused_prompt_tokens", 0))
                 if gen_seconds > 0 and answer.completion_tokens > 1:
                     tps.append((answer.completion_tokens - 1) / gen_seconds)
                 if run == 0:
                     print(f"  {q}\n    -> {answer.text[:80]!r} cites {[c.source for c in answer.citations]}")
-        print(f"prompt tokens: median {statistics.median(prompt):.0f}")
+        print(
+            f"prompt tokens: median {statistics.median(prompt):.0f} "
+            f"({statistics.median(fresh):.0f} evaluated, the rest reused from llama.cpp's cache)"
+        )
         print(f"time to first token: median {statistics.median(ttft):.2f} s (min {min(ttft):.2f}, max {max(ttft):.2f})")
         print(f"generation: median {statistics.median(tps):.1f} tokens/s")
         print(f"answer total: median {statistics.median(total):.2f} s")

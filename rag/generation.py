@@ -123,6 +123,15 @@ def build_messages(
     return messages
 
 
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 class LlamaCppGenerator:
     """A GGUF model run by llama-cpp-python, prompted with the chat template stored in the file."""
 
@@ -151,6 +160,7 @@ class LlamaCppGenerator:
             raise ModelError(f"llama.cpp could not load {model_path}: {exc}. Is it a GGUF model file?") from exc
         self.model_path = Path(model_path)
         self.temperature = temperature
+        self.reused_prompt_tokens = 0  # of the last prompt, taken from llama.cpp's cache
         template = self.llm.metadata.get("tokenizer.chat_template")
         if not template:
             raise ModelError(f"{model_path} carries no chat template; use an instruct GGUF that has one.")
@@ -180,6 +190,8 @@ class LlamaCppGenerator:
         """Stream the reply; llama-cpp-python reuses the cached prefix (the fixed instruction) between calls."""
         prompt, stop = self._prompt(messages)
         tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        # llama-cpp-python evaluates only what follows the longest prefix shared with the last prompt.
+        self.reused_prompt_tokens = _common_prefix(tokens, list(self.llm.input_ids[: self.llm.n_tokens]))
         for chunk in self.llm.create_completion(
             tokens,
             max_tokens=max_tokens,
