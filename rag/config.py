@@ -34,8 +34,9 @@ class Settings:
     # and short passages keep the prompt (and the wait for the first word) small.
     chunk_size: int = 200
     chunk_overlap: int = 40
-    # Characters of passage text the model reads per question (see rag.generation.CONTEXT_CHARS).
-    context_chars: int = 250
+    # 0: the model reads the 2 sentences of each passage closest to the question (most accurate);
+    # N: the closest sentences of all passages up to N characters (faster). See rag.generation.
+    context_chars: int = 0
     n_ctx: int = 4096
     max_tokens: int = 384
     n_threads: int = _cpu_count()

@@ -32,18 +32,27 @@ class Generator(Protocol):
         ...
 
 
-# Characters of passage text in the prompt (titles not counted). Measured on the seed set with the
-# 1.5B model (bench/README.md): 150 → 78% correct at 232 prompt tokens, 250 → 86% at 310,
-# 350 → see the note; the whole 2-sentences-per-passage context → 91% at 607.
-CONTEXT_CHARS = 250
+# Two ways to pick what the model reads, measured on the seed set with the 1.5B model on 2 cores
+# (bench/README.md has the table):
+# - CONTEXT_CHARS = 0 (default): the 2 sentences of every passage that share most with the question.
+#   91% correct, ~550 prompt tokens, first word after ~7 s.
+# - a budget of N characters: the sentences of all passages that share most content with the
+#   question, up to N. 250 → 86% correct at 310 tokens, first word after ~3.7 s; 350 → 86% at 385;
+#   150 → 78% at 232. Fewer sentences lose the repetition a small model leans on (「スジャ」 twice).
+CONTEXT_CHARS = 0
+SENTENCES_PER_PASSAGE = 2
 TITLE_CHARS = 20  # enough to say what the article is about; shown once per article
 _GRAMMAR_BIGRAM = re.compile(r"[\u3040-\u309f]{2}")  # です, ます, ている: shared by any two sentences
 RANK_PENALTY = 0.05  # a sentence of a lower-ranked passage needs a little more overlap to be picked
 
 
-def _content_bigrams(text: str) -> set[str]:
+def _bigrams(text: str) -> set[str]:
     t = re.sub(r"\s", "", text)
-    return {g for g in (t[i : i + 2] for i in range(len(t) - 1)) if not _GRAMMAR_BIGRAM.fullmatch(g)}
+    return {t[i : i + 2] for i in range(len(t) - 1)}
+
+
+def _content_bigrams(text: str) -> set[str]:
+    return {g for g in _bigrams(text) if not _GRAMMAR_BIGRAM.fullmatch(g)}
 
 
 def _sentences(text: str) -> list[tuple[int, str]]:
@@ -56,12 +65,34 @@ def _sentences(text: str) -> list[tuple[int, str]]:
     ]
 
 
-def select_context(question: str, hits: Sequence[Hit], *, budget: int = CONTEXT_CHARS) -> dict[int, str]:
-    """The sentences of all passages that share most with the question, up to `budget` characters.
+def _join(picked: list[tuple[int, str]]) -> str:
+    text = ""
+    for i, (line, sentence) in enumerate(picked):
+        text += (" " if i and line != picked[i - 1][0] else "") + sentence
+    return text
 
-    Returns {passage number (1 = best hit): its picked sentences in their original order};
-    a passage with nothing picked is left out. The best sentence is always kept, even if longer.
+
+def _per_passage(question: str, text: str) -> str:
+    sentences = _sentences(text)
+    if len(sentences) > SENTENCES_PER_PASSAGE:
+        asked = _bigrams(question)
+        ranked = sorted(
+            range(len(sentences)),
+            key=lambda i: -len(_bigrams(sentences[i][1]) & asked) / (len(_bigrams(sentences[i][1])) ** 0.5 + 1),
+        )
+        sentences = [sentences[i] for i in sorted(ranked[:SENTENCES_PER_PASSAGE])]
+    return _join(sentences)
+
+
+def select_context(question: str, hits: Sequence[Hit], *, budget: int = CONTEXT_CHARS) -> dict[int, str]:
+    """What the model reads of each passage: {passage number (1 = best hit): sentences in original order}.
+
+    budget 0: the SENTENCES_PER_PASSAGE sentences of each passage that share most with the question.
+    budget N: the sentences of all passages that share most content with the question, up to N
+    characters; a passage with nothing picked is left out; the best sentence is kept even if longer.
     """
+    if budget <= 0:
+        return {n: _per_passage(question, hit.chunk.text) for n, hit in enumerate(hits, start=1)}
     asked = _content_bigrams(question)
     scored = []
     for rank, hit in enumerate(hits):
@@ -76,14 +107,10 @@ def select_context(question: str, hits: Sequence[Hit], *, budget: int = CONTEXT_
             continue
         picked.append(item)
         used += len(item[4])
-    by_passage: dict[int, str] = {}
-    for rank in sorted({p[1] for p in picked}):
-        mine = sorted((p for p in picked if p[1] == rank), key=lambda p: p[2])
-        text = ""
-        for i, (_, _, _, line, sentence) in enumerate(mine):
-            text += (" " if i and line != mine[i - 1][3] else "") + sentence
-        by_passage[rank + 1] = text
-    return by_passage
+    return {
+        rank + 1: _join([(p[3], p[4]) for p in sorted((p for p in picked if p[1] == rank), key=lambda p: p[2])])
+        for rank in sorted({p[1] for p in picked})
+    }
 
 
 def format_passages(question: str, hits: Sequence[Hit], *, budget: int = CONTEXT_CHARS) -> str:

@@ -26,6 +26,15 @@ def test_only_the_sentences_that_bear_on_the_question_enter_the_prompt() -> None
     assert two == {1: "ロシア軍は要衝スジャの奪還を目指している。株価が上がった。"}  # original order kept
 
 
+def test_by_default_each_passage_gives_its_two_closest_sentences() -> None:
+    text = "天気は晴れだった。ロシア軍は要衝スジャの奪還を目指している。株価が上がった。スジャは国境の町だ。"
+    hits = [_hit(0, text), _hit(1, "ロシアの天気。")]
+    assert select_context("要衝スジャの奪還", hits) == {
+        1: "ロシア軍は要衝スジャの奪還を目指している。スジャは国境の町だ。",
+        2: "ロシアの天気。",
+    }
+
+
 def test_a_title_is_shown_once_per_article() -> None:
     hits = [_hit(0, "要衝スジャの奪還を目指す。"), _hit(1, "スジャは要衝だ。")]
     user = build_messages("要衝スジャは?", hits)[-1]["content"]
