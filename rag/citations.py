@@ -120,7 +120,7 @@ def is_refusal(text: str) -> bool:
 
 # (what the question asks for, what an answer to it must contain)
 _ANSWER_TYPES = [
-    (re.compile(r"何人|人数"), re.compile(r"\d\s*[万千百]?人|[一二三四五六七八九十百千万数]人")),
+    (re.compile(r"何人|人数"), re.compile(r"人")),  # 何人 is also なにじん: "ゲルマン人" answers it
     (re.compile(r"何歳|年齢"), re.compile(r"\d\s*歳|[一二三四五六七八九十]歳")),
     (re.compile(r"何時間"), re.compile(r"\d\s*時間|[一二三四五六七八九十数半]時間")),
     (re.compile(r"何社"), re.compile(r"\d\s*社|[一二三四五六七八九十数]社")),

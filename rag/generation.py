@@ -10,11 +10,14 @@ from typing import Protocol
 from rag.errors import ModelError
 from rag.types import Hit
 
-# Short on purpose: every prompt token is paid for before the first word appears, and the [n]
-# markers are attached in code (rag.citations), so the model need not be told about them.
+# Reused from llama.cpp's cache on every question (the same prefix), so its length costs no time.
+# A 2-line version did as well on the seed set but worse on JSQuAD: it answered 「12月13日」 for
+# 「1894年12月18日」 and refused questions the passages answer (6 of 7 such JSQuAD misses came back).
 SYSTEM_PROMPT = (
-    "資料だけを根拠に、日本語で簡潔に答えてください。"
-    "資料に答えがなければ「資料には記載がありません。」とだけ答えてください。"
+    "あなたはニュース記事についての質問に答えるアシスタントです。"
+    "与えられた番号付きの資料だけを根拠にして、日本語で簡潔に答えてください。"
+    "根拠にした資料の番号を、文の終わりに [1] のように必ず付けてください。"
+    "資料に答えが書かれていない場合は、推測せずに「資料には記載がありません。」とだけ答えてください。"
 )
 
 Message = dict[str, str]
