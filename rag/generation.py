@@ -38,9 +38,9 @@ class Generator(Protocol):
 # Two ways to pick what the model reads, measured on the seed set with the 1.5B model on 2 cores
 # (bench/README.md has the table):
 # - CONTEXT_CHARS = 0 (default): the 2 sentences of every passage that share most with the question.
-#   91% correct, ~550 prompt tokens, first word after ~7 s.
+#   93% correct, ~540 prompt tokens (~95 of them the cached instruction), first word after ~6.6 s.
 # - a budget of N characters: the sentences of all passages that share most content with the
-#   question, up to N. 250 → 86% correct at 310 tokens, first word after ~3.7 s; 350 → 86% at 385;
+#   question, up to N (measured with a 2-line instruction). 250 → 86% correct at 310 tokens, first word after ~3.7 s; 350 → 86% at 385;
 #   150 → 78% at 232. Fewer sentences lose the repetition a small model leans on (「スジャ」 twice).
 CONTEXT_CHARS = 0
 SENTENCES_PER_PASSAGE = 2
