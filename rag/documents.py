@@ -8,7 +8,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag.types import Document, SkippedFile
+from rag.types import Document, Drop, FileReport, SkippedFile
 
 SEED_SUFFIXES = (".txt", ".md")
 # cp932 is Windows' superset of Shift_JIS; Japanese pages saved on Windows use its extra characters.
@@ -245,6 +245,28 @@ def load_file(path: Path, *, root: Path | None = None) -> list[Document]:
         Document(doc_id=f"{stem}#{i}", source=source, title=title, date=date, url=url, text=body)
         for i, (title, date, url, body) in enumerate(articles)
     ]
+
+
+@dataclass(frozen=True)
+class FileReading:
+    """One file as read: its articles, what the cleaning dropped (and why), and its build-report numbers."""
+
+    docs: list[Document]
+    drops: list[Drop]
+    report: FileReport
+    encoding: str | None = None
+
+
+def read_file(path: Path, *, root: Path | None = None) -> FileReading:
+    """Read one seed file; a file with no usable article comes back with status "skipped" and a reason."""
+    # Interim version over load_file(); the per-format readers replace it.
+    source = str(path.relative_to(root)) if root else path.name
+    try:
+        docs = load_file(path, root=root)
+    except (UnreadableFileError, OSError) as exc:
+        return FileReading(docs=[], drops=[], report=FileReport(path=source, status="skipped", reason=str(exc)))
+    kept = sum(len(d.text) for d in docs)
+    return FileReading(docs=docs, drops=[], report=FileReport(path=source, articles=len(docs), kept_chars=kept))
 
 
 def load_documents(seeds_dir: Path) -> tuple[list[Document], list[SkippedFile]]:

@@ -78,6 +78,27 @@ class SkippedFile:
 
 
 @dataclass(frozen=True)
+class Drop:
+    """A piece of a file the cleaning step left out of the articles, and the rule that dropped it."""
+
+    line_no: int  # 1-based line of the decoded text (0 when the format has no lines, e.g. HTML)
+    text: str
+    rule: str  # short rule name shown by `rag inspect`, e.g. "menu", "repeated", "link list"
+
+
+@dataclass(frozen=True)
+class FileReport:
+    """How one seed file went into the index: articles and characters kept, characters dropped."""
+
+    path: str  # relative to the seeds folder
+    articles: int = 0
+    kept_chars: int = 0
+    dropped_chars: int = 0
+    status: str = "read"  # set by the index build: "added", "changed", "unchanged", "skipped"
+    reason: str = ""  # why a skipped file gave no article
+
+
+@dataclass(frozen=True)
 class BuildReport:
     """What `build_index` did."""
 
@@ -87,3 +108,4 @@ class BuildReport:
     seconds: float
     skipped: list[SkippedFile] = field(default_factory=list)
     rebuilt: bool = True  # False when the index was already up to date
+    files: list[FileReport] = field(default_factory=list)  # one per seed file, in path order
