@@ -125,7 +125,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     embedder = load_embedder(settings)
     out_dir = Path(args.out)
     if qa_path.suffix == ".json":
-        docs, items = ev.load_squad(qa_path)
+        docs, items = ev.load_squad(qa_path, split=args.split)
         key = hashlib.sha256(qa_path.read_bytes()).hexdigest()[:12]
         index_dir = out_dir / ".index" / f"{qa_path.stem}-{key}-{settings.chunk_size}-{settings.chunk_overlap}"
         try:
@@ -205,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--llm", help="GGUF モデルのパス")
     p.add_argument("--mode", choices=["hybrid", "dense", "lexical"], help="検索方式 (既定: hybrid)")
     p.add_argument("-k", type=int, help="回答に使う passage の数")
+    p.add_argument(
+        "--split", choices=["tune", "report"], help="SQuAD 形式のとき: 偶数番目 (tune) / 奇数番目 (report) の記事の質問だけ"
+    )
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("models", help="同梱モデルを models/ に用意する")

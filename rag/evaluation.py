@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from rag.citations import is_refusal
@@ -49,6 +50,7 @@ def load_jsonl(path: Path) -> list[QAItem]:
                     source=raw.get("source"),
                     unanswerable=bool(raw.get("unanswerable", False)),
                     history=[tuple(t) for t in raw.get("history", [])],  # type: ignore[misc]
+                    answer_in_passage=bool(raw.get("answer_in_passage", True)),
                 )
             )
         except (ValueError, KeyError, TypeError) as exc:
@@ -56,35 +58,139 @@ def load_jsonl(path: Path) -> list[QAItem]:
     return items
 
 
-def load_squad(path: Path) -> tuple[list[Document], list[QAItem]]:
-    """A SQuAD-format file (JSQuAD): its paragraphs become Documents, each question knows its paragraph."""
+SPLITS = ("tune", "report")
+
+
+def squad_split(article_no: int) -> str:
+    """Which half a SQuAD article belongs to: even-numbered articles are tuned on, odd ones only reported."""
+    return "tune" if article_no % 2 == 0 else "report"
+
+
+def _squad_data(path: Path) -> list[dict]:
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))["data"]
+        return json.loads(Path(path).read_text(encoding="utf-8"))["data"]
     except (OSError, ValueError, KeyError) as exc:
         raise RagError(f"{path} is not a SQuAD-format JSON file ({exc}).") from exc
+
+
+def _squad_paragraph(article: dict, p_no: int) -> tuple[str, str, str]:
+    """(paragraph id, title, text) with JSQuAD's "title [SEP] " prefix removed."""
+    context = article["paragraphs"][p_no]["context"]
+    title, sep, body = context.partition(" [SEP] ")
+    if not sep:
+        title, body = article.get("title", ""), context
+    return f"{article.get('title', 'doc')}#{p_no}", title, body
+
+
+def _squad_items(article: dict, p_no: int, source: str) -> list[QAItem]:
+    items = []
+    for qa in article["paragraphs"][p_no]["qas"]:
+        answers = sorted({a["text"] for a in qa.get("answers", [])})
+        items.append(
+            QAItem(
+                qid=str(qa["id"]),
+                question=qa["question"],
+                answers=answers,
+                source=source,
+                unanswerable=bool(qa.get("is_impossible", False)),
+                answer_in_passage=False,
+            )
+        )
+    return items
+
+
+def write_jsonl(items: Iterable[QAItem], path: Path) -> None:
+    """Write QA items in the format load_jsonl reads."""
+    with open(path, "w", encoding="utf-8") as fh:
+        for it in items:
+            row: dict[str, object] = {"id": it.qid, "question": it.question}
+            if it.unanswerable:
+                row["unanswerable"] = True
+            else:
+                row.update(answers=it.answers, source=it.source)
+            if it.history:
+                row["history"] = [list(t) for t in it.history]
+            if not it.answer_in_passage:
+                row["answer_in_passage"] = False
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def load_squad(path: Path, *, split: str | None = None) -> tuple[list[Document], list[QAItem]]:
+    """A SQuAD-format file (JSQuAD): every paragraph becomes a Document; the questions of `split` (or all)."""
+    if split is not None and split not in SPLITS:
+        raise RagError(f"Unknown split {split!r}; choose one of {', '.join(SPLITS)}.")
     docs: list[Document] = []
     items: list[QAItem] = []
-    for article in data:
-        for p_no, para in enumerate(article["paragraphs"]):
-            context = para["context"]
-            title, sep, body = context.partition(" [SEP] ")
-            if not sep:
-                title, body = article.get("title", ""), context
-            pid = f"{article.get('title', 'doc')}#{p_no}"
+    for a_no, article in enumerate(_squad_data(path)):
+        for p_no in range(len(article["paragraphs"])):
+            pid, title, body = _squad_paragraph(article, p_no)
             docs.append(Document(doc_id=pid, source=pid, title=title, text=body))
-            for qa in para["qas"]:
-                answers = sorted({a["text"] for a in qa.get("answers", [])})
-                items.append(
-                    QAItem(
-                        qid=str(qa["id"]),
-                        question=qa["question"],
-                        answers=answers,
-                        source=pid,
-                        unanswerable=bool(qa.get("is_impossible", False)),
-                        answer_in_passage=False,
-                    )
-                )
+            if split is None or squad_split(a_no) == split:
+                items.extend(_squad_items(article, p_no, pid))
     return docs, items
+
+
+def _file_name(pid: str) -> str:
+    return re.sub(r"[\\/:*?\"<>|#\s]+", "_", pid)
+
+
+def write_squad_files(
+    path: Path, out_dir: Path, *, articles: Iterable[int] | None = None, per: str = "paragraph"
+) -> list[QAItem]:
+    """Write SQuAD paragraphs as article files a user could save ("title", blank line, text).
+
+    per="paragraph": one file per paragraph; per="article": one file per article with its paragraphs
+    as articles separated by a line of "---". Returns the questions of the written articles, each
+    pointing at the file that holds its paragraph.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = _squad_data(path)
+    wanted = set(range(len(data))) if articles is None else set(articles)
+    items: list[QAItem] = []
+    for a_no, article in enumerate(data):
+        if a_no not in wanted:
+            continue
+        blocks = []
+        for p_no in range(len(article["paragraphs"])):
+            pid, title, body = _squad_paragraph(article, p_no)
+            if per == "paragraph":
+                name = f"{_file_name(pid)}.txt"
+                (out_dir / name).write_text(f"{title}\n\n{body}\n", encoding="utf-8")
+            else:
+                name = f"{_file_name(article.get('title', f'article{a_no}'))}.txt"
+                blocks.append(f"{title}\n\n{body}\n")
+            items.extend(_squad_items(article, p_no, name))
+        if blocks:
+            (out_dir / name).write_text("\n---\n\n".join(blocks), encoding="utf-8")
+    return items
+
+
+def refusal_set(path: Path, *, split: str) -> tuple[list[int], list[QAItem]]:
+    """An answerability test built from one split of a SQuAD file.
+
+    The split's articles are numbered 0, 1, 2 …; the even-numbered ones are indexed. Returns their
+    article numbers (in the file) and the questions: every question of the indexed articles
+    (answerable), and the questions of the odd-numbered ones whose answers appear nowhere in the
+    indexed paragraphs (unanswerable: each should be refused).
+    """
+    data = _squad_data(path)
+    mine = [a_no for a_no in range(len(data)) if squad_split(a_no) == split]
+    indexed, held = mine[0::2], mine[1::2]
+    corpus = normalize(
+        "\n".join(_squad_paragraph(data[a], p)[2] for a in indexed for p in range(len(data[a]["paragraphs"])))
+    )
+    items: list[QAItem] = []
+    for a_no in mine:
+        article = data[a_no]
+        for p_no in range(len(article["paragraphs"])):
+            pid = _squad_paragraph(article, p_no)[0]
+            for item in _squad_items(article, p_no, pid):
+                if a_no in indexed:
+                    items.append(item)
+                elif item.answers and not any(normalize(a) in corpus for a in item.answers):
+                    items.append(replace(item, answers=[], source=None, unanswerable=True))
+    return indexed, items
 
 
 def hit_is_gold(hit: Hit, item: QAItem) -> bool:

@@ -11,10 +11,14 @@ from rag.evaluation import (
     evaluate,
     load_jsonl,
     load_squad,
+    normalize,
+    refusal_set,
     retrieval_scores,
     score_answer,
     spread,
+    write_jsonl,
     write_report,
+    write_squad_files,
 )
 from rag.types import Answer, Chunk, Citation, Hit
 
@@ -78,3 +82,37 @@ def test_spread_picks_evenly_and_report_files_are_written(tmp_path: Path) -> Non
     json_path, png_path = write_report(report, tmp_path)
     assert json.loads(json_path.read_text())["retrieval"]["recall@1"] == 1.0
     assert png_path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_squad_splits_are_disjoint_halves_by_article() -> None:
+    _, tune = load_squad(DATA / "jsquad_sample.json", split="tune")
+    _, report = load_squad(DATA / "jsquad_sample.json", split="report")
+    _, everything = load_squad(DATA / "jsquad_sample.json")
+    assert tune and report
+    assert {i.qid for i in tune}.isdisjoint({i.qid for i in report})
+    assert len(tune) + len(report) == len(everything)
+
+
+def test_refusal_set_asks_only_what_the_indexed_files_cannot_answer(tmp_path: Path) -> None:
+    indexed, items = refusal_set(DATA / "jsquad_sample.json", split="tune")
+    files = write_squad_files(DATA / "jsquad_sample.json", tmp_path, articles=indexed)
+    corpus = normalize("".join(p.read_text(encoding="utf-8") for p in tmp_path.iterdir()))
+    answerable = [i for i in items if not i.unanswerable]
+    assert {i.qid for i in answerable} == {f.qid for f in files}
+    for item in items:
+        if item.unanswerable:
+            assert item.source is None and not item.answers
+    # Every written file is "title", blank line, paragraph: what a user saves.
+    first = sorted(tmp_path.iterdir())[0].read_text(encoding="utf-8")
+    assert first.split("\n")[1] == "" and len(first.split("\n")[2]) > 20
+    assert all(any(normalize(a) in corpus for a in i.answers) for i in answerable)
+
+
+def test_jsonl_round_trip(tmp_path: Path) -> None:
+    items = [
+        QAItem(qid="1", question="q?", answers=["a"], source="f.txt", answer_in_passage=False),
+        QAItem(qid="2", question="u?", unanswerable=True),
+        QAItem(qid="3", question="f?", answers=["b"], source="g.txt", history=[("q?", "a")]),
+    ]
+    write_jsonl(items, tmp_path / "qa.jsonl")
+    assert load_jsonl(tmp_path / "qa.jsonl") == items
