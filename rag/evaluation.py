@@ -176,7 +176,7 @@ def refusal_set(path: Path, *, split: str) -> tuple[list[int], list[QAItem]]:
     """
     data = _squad_data(path)
     mine = [a_no for a_no in range(len(data)) if squad_split(a_no) == split]
-    indexed, held = mine[0::2], mine[1::2]
+    indexed = mine[0::2]
     corpus = normalize(
         "\n".join(_squad_paragraph(data[a], p)[2] for a in indexed for p in range(len(data[a]["paragraphs"])))
     )
