@@ -25,3 +25,7 @@ class IndexCorruptError(RagError):
 
 class SeedsError(RagError):
     """The seeds folder is missing or holds no usable article."""
+
+
+class PromptTooLongError(RagError):
+    """The question, history and passages do not fit in the model's context window."""

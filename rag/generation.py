@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from rag.errors import ModelError
+from rag.errors import ModelError, PromptTooLongError
 from rag.types import Hit
 
 # Reused from llama.cpp's cache on every question (the same prefix), so its length costs no time.
@@ -153,17 +153,17 @@ def build_messages(
     return messages
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 class LlamaCppGenerator:
-    """A GGUF model run by llama-cpp-python, prompted with the chat template stored in the file."""
+    """A GGUF model run by llama-cpp-python, prompted with the chat template stored in the file.
+
+    Reproducible: llama.cpp's logits depend on how a prompt was split into batches and on what was
+    cached before (the same 537-token prompt once gave 「スジャ」 evaluated from scratch and
+    「ルハンシク州」 fully cached). So the fixed instruction prefix is evaluated once, alone, when the
+    model loads; before every question the cache is cut back to exactly that prefix and the rest
+    of the prompt is evaluated from the same position in the same batches, then decoded greedily
+    one token at a time. The same messages give the same tokens whatever was asked before, in this
+    process or a fresh one.
+    """
 
     def __init__(
         self,
@@ -171,6 +171,7 @@ class LlamaCppGenerator:
         *,
         n_ctx: int = 4096,
         n_threads: int | None = None,
+        n_batch: int = 512,
         temperature: float = 0.0,
         seed: int = 0,
     ) -> None:
@@ -182,7 +183,7 @@ class LlamaCppGenerator:
                 model_path=str(model_path),
                 n_ctx=n_ctx,
                 n_threads=n_threads,
-                n_batch=512,
+                n_batch=n_batch,
                 seed=seed,
                 verbose=False,
             )
@@ -190,7 +191,10 @@ class LlamaCppGenerator:
             raise ModelError(f"llama.cpp could not load {model_path}: {exc}. Is it a GGUF model file?") from exc
         self.model_path = Path(model_path)
         self.temperature = temperature
-        self.reused_prompt_tokens = 0  # of the last prompt, taken from llama.cpp's cache
+        self.seed = seed
+        self.reused_prompt_tokens = 0  # of the last prompt: the instruction prefix kept in llama.cpp's cache
+        self.last_logprobs: list[float] = []  # log-probability of each token of the last answer
+        self._vocab = None
         template = self.llm.metadata.get("tokenizer.chat_template")
         if not template:
             raise ModelError(f"{model_path} carries no chat template; use an instruct GGUF that has one.")
@@ -199,6 +203,9 @@ class LlamaCppGenerator:
         self._formatter = Jinja2ChatFormatter(
             template=template, eos_token=eos, bos_token=bos, stop_token_ids=[self.llm.token_eos()]
         )
+        self._prefix = self._instruction_prefix()
+        self.llm.reset()
+        self.llm.eval(self._prefix)  # alone, once: its cached state is the same in every process
 
     def _token_text(self, token: int) -> str:
         if token < 0:
@@ -211,26 +218,75 @@ class LlamaCppGenerator:
         # An empty stop string would end every answer before its first token.
         return result.prompt, [s for s in stop if s]
 
+    def _tokens(self, prompt: str) -> list[int]:
+        return self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+
+    def _instruction_prefix(self) -> list[int]:
+        """Tokens every prompt starts with: the instruction up to where the first user text begins."""
+        marker = "\u2063"  # a character no question starts with
+        prompt, _ = self._prompt([{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": marker}])
+        head = prompt[: prompt.index(marker)]
+        tokens = self._tokens(head)
+        # The last token may merge with the user's first characters; keep only what surely stays.
+        return tokens[:-1]
+
     def count_prompt_tokens(self, messages: list[Message]) -> int:
         """Tokens of the formatted prompt, as the model sees it."""
         prompt, _ = self._prompt(messages)
-        return len(self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
+        return len(self._tokens(prompt))
 
     def stream_chat(self, messages: list[Message], *, max_tokens: int) -> Iterator[str]:
-        """Stream the reply; llama-cpp-python reuses the cached prefix (the fixed instruction) between calls."""
+        """Stream the reply, decoded greedily from the cached instruction prefix (see the class docstring)."""
+        import codecs
+
+        import numpy as np
+
         prompt, stop = self._prompt(messages)
-        tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
-        # llama-cpp-python evaluates only what follows the longest prefix shared with the last prompt.
-        self.reused_prompt_tokens = _common_prefix(tokens, list(self.llm.input_ids[: self.llm.n_tokens]))
-        for chunk in self.llm.create_completion(
-            tokens,
-            max_tokens=max_tokens,
-            temperature=self.temperature,
-            top_k=1 if self.temperature == 0 else 40,
-            repeat_penalty=1.0,
-            stop=stop,
-            stream=True,
-        ):
-            piece = chunk["choices"][0]["text"]
+        tokens = self._tokens(prompt)
+        if len(tokens) + 1 >= self.llm.n_ctx():
+            raise PromptTooLongError(
+                f"The question and its passages take {len(tokens)} tokens, more than the model's context "
+                f"({self.llm.n_ctx()}). Ask a shorter question or start a new conversation."
+            )
+        max_tokens = min(max_tokens, self.llm.n_ctx() - len(tokens) - 1)
+        keep = len(self._prefix) if tokens[: len(self._prefix)] == self._prefix else 0
+        self.reused_prompt_tokens = keep
+        llm = self.llm
+        llm.n_tokens = keep  # eval() drops the cache after this point
+        llm.eval(tokens[keep:])
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        rng = np.random.default_rng(self.seed)
+        n_vocab = llm.n_vocab()
+        text, self.last_logprobs = "", []
+        for _ in range(max_tokens):
+            logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,)).astype(np.float64)
+            shifted = logits - logits.max()
+            log_z = float(np.log(np.exp(shifted).sum()))
+            if self.temperature > 0:
+                probs = np.exp(shifted / self.temperature)
+                token = int(rng.choice(n_vocab, p=probs / probs.sum()))
+            else:
+                token = int(np.argmax(logits))
+            if self._is_eog(token):
+                break
+            self.last_logprobs.append(float(shifted[token]) - log_z)
+            piece = decoder.decode(llm.detokenize([token], special=False))
+            cut = min((i for s in stop if (i := (text + piece).find(s)) >= 0), default=-1)
+            if cut >= 0:  # a stop string the tokenizer spelled out in pieces
+                if cut > len(text):
+                    yield piece[: cut - len(text)]
+                return
+            text += piece
             if piece:
                 yield piece
+            llm.eval([token])
+        if tail := decoder.decode(b"", final=True):
+            yield tail
+
+    def _is_eog(self, token: int) -> bool:
+        """End of generation: <|im_end|>, <|endoftext|> and the like, as the GGUF marks them."""
+        import llama_cpp
+
+        if self._vocab is None:
+            self._vocab = llama_cpp.llama_model_get_vocab(self.llm._model.model)
+        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
