@@ -72,7 +72,7 @@ def _corpus(name: str, settings: Settings, embedder: object, cache: Path) -> tup
     index_dir = cache / f"{name}-{settings.chunk_size}-{settings.chunk_overlap}"
     try:
         return VectorIndex.load(index_dir, expected_model=embedder.model_id), items
-    except Exception:  # noqa: BLE001 - not built yet, or built by another version
+    except Exception:  # not built yet, or built by another version
         index = build_from_documents(
             docs, index_dir, embedder=embedder, chunk_size=settings.chunk_size, chunk_overlap=settings.chunk_overlap
         )

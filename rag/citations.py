@@ -118,24 +118,6 @@ def is_refusal(text: str) -> bool:
     return bool(_REFUSALS.search(unicodedata.normalize("NFKC", text)))
 
 
-# (what the question asks for, what an answer to it must contain)
-_ANSWER_TYPES = [
-    (re.compile(r"何人|人数"), re.compile(r"人")),  # 何人 is also なにじん: "ゲルマン人" answers it
-    (re.compile(r"何歳|年齢"), re.compile(r"\d\s*歳|[一二三四五六七八九十]歳")),
-    (re.compile(r"何時間"), re.compile(r"\d\s*時間|[一二三四五六七八九十数半]時間")),
-    (re.compile(r"何社"), re.compile(r"\d\s*社|[一二三四五六七八九十数]社")),
-    (re.compile(r"何日"), re.compile(r"\d\s*日|[一二三四五六七八九十]日|昨日|今日|明日|前日|翌日|同日")),
-    (re.compile(r"いくら|金額|総額|費用|予算"), re.compile(r"円|ドル|ユーロ|ポンド|ルーブル|フリヴニャ|人民元")),
-    (re.compile(r"何%|何パーセント|割合|支持率"), re.compile(r"%|パーセント|\d割|[一二三四五六七八九十]割")),
-]
-
-
-def answers_the_type(question: str, answer: str) -> bool:
-    """False when the question asks for a count, age, date or sum and the answer holds none."""
-    q, a = unicodedata.normalize("NFKC", question), unicodedata.normalize("NFKC", answer)
-    return all(want.search(a) for asks, want in _ANSWER_TYPES if asks.search(q))
-
-
 def attach_citations(answer: str, passages: list[str], *, question: str = "") -> tuple[str, list[Cited]]:
     """Rewrite the answer so each sentence cites the passage that supports it, and only such a passage.
 

@@ -6,7 +6,8 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from rag.citations import REFUSAL_TEXT, answers_the_type, attach_citations, is_refusal
+from rag.answertype import misfit
+from rag.citations import REFUSAL_TEXT, attach_citations, is_refusal
 from rag.config import Settings
 from rag.embedding import Embedder
 from rag.errors import RagError
@@ -37,14 +38,31 @@ def make_answer(question: str, raw_text: str, hits: Sequence[Hit], **timings: fl
     """Turn the model's text into an Answer whose every [n] names a passage that supports its sentence."""
     passages = [_citation(n, hit) for n, hit in enumerate(hits, start=1)]
     text, cited = attach_citations(raw_text, [h.chunk.text for h in hits], question=question)
-    # Refuse when the model said so, wrote nothing but markers, wrote nothing a passage supports
-    # (every wrong answer to an unanswerable seed question that had no citation was invented),
-    # or gave no number/date/sum to a question that asks for one.
-    if not text or is_refusal(text) or not cited or not answers_the_type(question, text):
+    reason = refusal_reason(question, text, cited)
+    if reason:
         # The closest passages stay visible so the reader can see what was searched.
-        return Answer(question=question, text=REFUSAL_TEXT, citations=[], passages=passages, refused=True, **timings)  # type: ignore[arg-type]
+        return Answer(
+            question=question,
+            text=REFUSAL_TEXT,
+            citations=[],
+            passages=passages,
+            refused=True,
+            raw_text=raw_text,
+            refusal_reason=reason,
+            **timings,  # type: ignore[arg-type]
+        )
     citations = [_citation(c.n, hits[c.n - 1], c.quote) for c in sorted(cited, key=lambda c: c.n)]
-    return Answer(question=question, text=text, citations=citations, passages=passages, **timings)  # type: ignore[arg-type]
+    return Answer(question=question, text=text, citations=citations, passages=passages, raw_text=raw_text, **timings)  # type: ignore[arg-type]
+
+
+def refusal_reason(question: str, text: str, cited: Sequence[object]) -> str:
+    """Why a checked answer must not be shown ("" when it may): the checks every answer goes through."""
+    if not text or is_refusal(text):
+        return "the model found no answer in the passages"
+    if not cited:
+        # Every wrong answer to an unanswerable seed question that had no citation was invented.
+        return "no passage supports the answer"
+    return misfit(question, text) or ""
 
 
 class AnswerStream:

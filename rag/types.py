@@ -63,6 +63,8 @@ class Answer:
     citations: list[Citation]
     passages: list[Citation] = field(default_factory=list)  # every passage the model was given
     refused: bool = False  # True when the articles do not answer the question (text says so)
+    refusal_reason: str = ""  # which check turned the model's text into the refusal (for developers)
+    raw_text: str = ""  # what the model wrote, before the checks
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds_to_first_token: float = 0.0

@@ -1,4 +1,4 @@
-from rag.citations import answers_the_type, attach_citations, invented, is_refusal, support
+from rag.citations import attach_citations, invented, is_refusal, support
 
 KURSK = "ウクライナ軍は昨年8月に越境攻撃を開始。ロシア軍は西部クルスク州で攻勢を強め、要衝スジャ奪還に向けて制圧地域を広げてきた。"
 AID = "米国はウクライナへの軍事支援と情報共有を中断した。"
@@ -50,12 +50,3 @@ def test_a_number_or_name_the_passage_lacks_is_not_supported() -> None:
     assert invented("所有者はロスアトムです。", meeting) == {"ロスアトム"}
     assert invented("1. 会談は20日です。", meeting) == set()  # a list number is not a claim
     assert invented("総額は1,750億ドル", "総額1750億ドルの支援") == set()
-
-
-def test_an_answer_must_be_of_the_kind_the_question_asks_for() -> None:
-    assert not answers_the_type("回答者数は何人ですか?", "回答者数は15.9%でした。")
-    assert answers_the_type("兵士は何人ですか?", "約1万1000人です。")
-    assert not answers_the_type("ブダノフ氏は何歳ですか?", "2016年に暗殺された。")
-    assert not answers_the_type("出資の総額はいくらですか?", "ロシア側です。")
-    assert answers_the_type("節約額はいくらですか?", "約11億ドル(約1600億円)です。")
-    assert answers_the_type("要衝の町はどこですか?", "スジャです。")  # no type asked, nothing to check

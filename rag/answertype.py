@@ -1,0 +1,179 @@
+"""Does the answer name the kind of thing the question asks for? Pure functions, Japanese rules.
+
+A small model that cannot find the answer often names a nearby entity of another kind: asked for
+a 町 it answers a 州, asked 誰 it gives a place, asked いつ it gives a name. These checks read the
+question's interrogative (誰, いつ, 何人, 何%, どの町 …) and the answer's core phrase, and say why
+the two do not fit; the pipeline then refuses instead of showing a wrong answer.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_MARKER = re.compile(r"\[\s*\d+(?:\s*[,、]\s*\d+)*\s*\]")
+_NUMBER = r"(?:\d[\d,.]*|[〇一二三四五六七八九十百千万億兆数何]+)"
+# Counters a 何-question can ask for, longest first so 時間 wins over 時 and か月 over 月.
+_COUNTERS = sorted(
+    [
+        "人",
+        "名",
+        "社",
+        "歳",
+        "時間",
+        "分間",
+        "秒",
+        "日間",
+        "週間",
+        "年間",
+        "か月",
+        "カ月",
+        "ヶ月",
+        "ヵ月",
+        "回",
+        "件",
+        "機",
+        "台",
+        "本",
+        "隻",
+        "頭",
+        "匹",
+        "羽",
+        "冊",
+        "枚",
+        "個",
+        "度",
+        "倍",
+        "位",
+        "票",
+        "校",
+        "店",
+        "基",
+        "発",
+        "か国",
+        "カ国",
+        "ヶ国",
+        "ヵ国",
+        "か所",
+        "カ所",
+        "ヶ所",
+        "箇所",
+        "割",
+        "%",
+        "パーセント",
+        "メートル",
+        "キロ",
+        "トン",
+        "階",
+        "点",
+        "種類",
+        "曲",
+        "作",
+        "巻",
+        "話",
+        "戦",
+        "勝",
+        "敗",
+        "つ",
+        "万人",
+        "億円",
+        "円",
+        "ドル",
+    ],
+    key=len,
+    reverse=True,
+)
+_ASK_COUNT = re.compile("何(" + "|".join(map(re.escape, _COUNTERS)) + ")")
+_ASK_PERCENT = re.compile(r"何%|何パーセント|割合|比率|支持率")
+_ASK_AMOUNT = re.compile(r"いくら|金額|総額|費用|予算|価格|値段")
+_AMOUNT = re.compile(r"円|ドル|ユーロ|ポンド|ルーブル|フリヴニャ|グリブナ|人民元|ウォン|元")
+_ASK_TIME = re.compile(r"いつ(?!も|か|でも)|何年|何月|何日|何時|何世紀|何曜|時期|年代|西暦|何年代")
+_TIME = re.compile(
+    _NUMBER + r"\s*(?:年|月|日|時|分|世紀|年代)|昨年|今年|来年|去年|昨日|今日|明日|先月|今月|来月|先週|今週|来週|"
+    r"曜|春|夏|秋|冬|朝|昼|夜|夕方|午前|午後|上旬|中旬|下旬|初め|初頭|末|半ば|時代|頃|ごろ|以前|以降|直前|直後|"
+    r"元年|紀元|令和|平成|昭和|大正|明治|江戸|同日|前日|翌日|当日|当時|最近|戦前|戦後|期"
+)
+_ASK_PERSON = re.compile(r"誰|だれ|どなた|何者|人物は|人物の名|人の名")
+_ASK_PLACE = re.compile(r"どこ|どちら")
+# Administrative divisions: an answer ending in one of them is that kind of place.
+_DIVISIONS = ("州", "県", "国", "市", "町", "村", "区", "郡", "省", "都", "府", "道")
+_ASK_DIVISION = re.compile(
+    r"(?:どの|どこの|何という|なんという|何と言う|どういう)(都市|州|県|国|市|町|村|区|郡|省)"
+    r"|(都市|州|県|国|市|町|村|区|郡|省)(?:は|が|を|の名前は|の名は|名は)(?:どこ|何|なん|どれ)"
+)
+_PLACE_SUFFIX = re.compile(r"(?:州|県|市|町|村|郡|省|府|島|諸島|半島|大陸|地方|地域|川|山|湖|海|湾|港|空港|駅)$")
+_PERSON_SUFFIX = re.compile(
+    r"(?:氏|さん|様|君|大統領|首相|長官|大臣|局長|議長|総裁|社長|会長|司令官|監督|選手|教授|博士|王|帝|皇)$"
+)
+_COPULA = re.compile(
+    r"(?:です|でした|だ|である|であった|となっています|とされています|とされる|となります|になります|と言われています|"
+    r"といいます|と呼ばれています|と呼ばれる)?\s*[。.!！]*$"
+)
+
+
+def _nfkc(text: str) -> str:
+    return unicodedata.normalize("NFKC", text)
+
+
+def _grams(text: str) -> set[str]:
+    t = re.sub(r"\s", "", text)
+    return {t[i : i + 2] for i in range(len(t) - 1)}
+
+
+def answer_phrase(answer: str, question: str = "") -> str:
+    """The phrase that answers: 「要衝の町は、東部ルハンシク州です[2]。」 -> 「東部ルハンシク州」.
+
+    The first sentence without markers, final copula and a restated topic ("…の町は、").
+    """
+    text = _MARKER.sub("", _nfkc(answer)).strip()
+    text = re.split(r"(?<=[。!?！？])|\n", text, maxsplit=1)[0].strip()
+    text = _COPULA.sub("", text).strip()
+    asked = _grams(_nfkc(question))
+    # "<restated question>は、<answer>": drop the restatement when it mostly repeats the question.
+    for m in reversed(list(re.finditer(r"は[、,]?", text))):
+        left = _grams(text[: m.start()])
+        if left and len(left & asked) / len(left) >= 0.5:
+            text = text[m.end() :]
+            break
+    return text.strip(" 「」『』\"'()（）")
+
+
+def _kind_of_place(phrase: str) -> str | None:
+    for suffix in _DIVISIONS:
+        if phrase.endswith(suffix) and not phrase.endswith(("都市", "首都", "中国", "北海道")):
+            return suffix
+    return None
+
+
+def misfit(question: str, answer: str) -> str | None:
+    """Why the answer is not the kind of thing the question asks for, or None when it fits (or nothing is asked)."""
+    q, a = _nfkc(question), _nfkc(_MARKER.sub("", answer))
+    phrase = answer_phrase(answer, question)
+    if m := _ASK_COUNT.search(q):
+        counter = m.group(1)
+        if counter == "人":  # 何人 is also なにじん ("ゲルマン人") and people are counted in 名 too
+            if not re.search(r"人|名", a):
+                return "何人 asks for a number of people"
+        elif not re.search(_NUMBER + r"\s*" + re.escape(counter), a) and not (
+            counter in ("%", "パーセント") and re.search(r"\d\s*(?:%|パーセント)", a)
+        ):
+            return f"何{counter} asks for a count in {counter}"
+    if _ASK_PERCENT.search(q) and not re.search(r"%|パーセント|\d\s*割|[一二三四五六七八九十]割|分の", a):
+        return "the question asks for a share"
+    if _ASK_AMOUNT.search(q) and not _AMOUNT.search(a):
+        return "the question asks for an amount of money"
+    if _ASK_TIME.search(q) and not _TIME.search(a):
+        return "いつ asks for a date or time"
+    if m := _ASK_DIVISION.search(q):
+        asked = m.group(1) or m.group(2)
+        got = _kind_of_place(phrase)
+        if got and got != asked and not (asked == "都市" and got in ("市", "町", "村", "都")):
+            return f"asked for a {asked}, answered a {got}"
+    if _ASK_PERSON.search(q) and not _ASK_PLACE.search(q) and phrase and len(phrase) <= 30:
+        if _PLACE_SUFFIX.search(phrase) and not _PERSON_SUFFIX.search(phrase):
+            return "誰 asks for a person, the answer is a place"
+        if re.fullmatch(r"[\d\s,.年月日時分%約]+", phrase):
+            return "誰 asks for a person, the answer is a number or date"
+    if _ASK_PLACE.search(q) and not _ASK_TIME.search(q) and phrase and re.fullmatch(r"[\d\s,.年月日時分%約]+", phrase):
+        return "どこ asks for a place, the answer is a number or date"
+    return None
