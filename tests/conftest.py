@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import re
 import shutil
+import socket
+import subprocess
+import sys
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,3 +88,97 @@ def settings(tmp_path: Path, corpus: Path) -> Settings:
     return Settings(
         index_dir=tmp_path / "index", seeds_dir=corpus, models_dir=tmp_path / "models", chunk_size=120, chunk_overlap=20
     )
+
+
+# ---- the real parts (integration tests): converted e5, FAISS, the real seeds, the default GGUF ----
+
+KURSK_Q = "ロシア軍がクルスク州で奪還を目指している要衝の町はどこですか?"
+KURSK_FILE = "000_b6beab82226e0b33.txt"
+
+
+@pytest.fixture(scope="session")
+def real_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    # Models are prepared under the repo's models/ (as `make` does); the index goes to a temp dir.
+    return Settings(
+        models_dir=REPO / "models", seeds_dir=REPO / "seeds", index_dir=tmp_path_factory.mktemp("real") / "index"
+    )
+
+
+@pytest.fixture(scope="session")
+def real_embedder(real_settings: Settings):
+    from rag.pipeline import load_embedder
+
+    return load_embedder(real_settings)
+
+
+@pytest.fixture(scope="session")
+def real_index(real_settings: Settings, real_embedder) -> Settings:
+    from rag.pipeline import build_index
+
+    report = build_index(settings=real_settings, embedder=real_embedder)
+    assert report.docs >= 30 and report.skipped == []
+    return real_settings
+
+
+@pytest.fixture(scope="session")
+def real_pipe(real_index: Settings, real_embedder):
+    from rag.pipeline import load_generator, load_pipeline
+
+    return load_pipeline(settings=real_index, embedder=real_embedder, generator=load_generator(real_index))
+
+
+def run_env(**extra: str) -> dict[str, str]:
+    """The environment for a subprocess: no RAG_* settings of the developer's, the repo's models."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env.update({"RAG_MODELS_DIR": str(REPO / "models"), "PYTHONUNBUFFERED": "1", **extra})
+    return env
+
+
+def rag_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run `rag ARGS` in a fresh process."""
+    return subprocess.run(
+        [sys.executable, "-m", "rag.cli", *args],
+        capture_output=True,
+        text=True,
+        env=run_env(**env),
+        cwd=REPO,
+        timeout=900,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def chat_server(settings: Settings, *args: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """Start `app.py` on the index of `settings` on a free port; yield (process, port) once it listens."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "app.py", "--index", str(settings.index_dir), "--port", str(port), *args],
+        cwd=REPO,
+        env=run_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"app.py exited: {proc.stdout.read() if proc.stdout else ''}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(1)
+        else:
+            pytest.fail("the chat page did not start within 300 s")
+        yield proc, port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -56,7 +56,11 @@ def test_jsonl_with_answerable_unanswerable_and_follow_up(tmp_path: Path) -> Non
 
 
 def test_recall_and_mrr_count_the_gold_passage_rank() -> None:
-    items = [QAItem("1", "q", ["スジャ"], "a.txt"), QAItem("2", "q", ["東京"], "b.txt"), QAItem("3", "q", unanswerable=True)]
+    items = [
+        QAItem("1", "q", ["スジャ"], "a.txt"),
+        QAItem("2", "q", ["東京"], "b.txt"),
+        QAItem("3", "q", unanswerable=True),
+    ]
     ranked = [[_hit("a.txt", "要衝スジャ")], [_hit("b.txt", "大阪"), _hit("b.txt", "東京都")], []]
     scores = retrieval_scores(ranked, items)
     assert scores["questions"] == 2 and scores["recall@1"] == 0.5 and scores["recall@5"] == 1.0
@@ -67,7 +71,9 @@ def test_answer_scoring_accuracy_citation_and_refusals() -> None:
     item = QAItem("1", "要衝の町は?", ["スジャ"], "a.txt")
     good = score_answer(item, Answer("q", "ｽｼﾞｬです[1]。", [_cit("a.txt", "要衝スジャ奪還")]))  # NFKC-normalized
     wrong_cite = score_answer(item, Answer("q", "スジャです[1]。", [_cit("b.txt", "別の記事")]))
-    refused = score_answer(QAItem("u", "人口は?", unanswerable=True), Answer("q", "資料には記載がありません。", [], refused=True))
+    refused = score_answer(
+        QAItem("u", "人口は?", unanswerable=True), Answer("q", "資料には記載がありません。", [], refused=True)
+    )
     assert good.correct and good.citation_ok and not wrong_cite.citation_ok
     scores = answer_scores([good, wrong_cite, refused])
     assert scores["accuracy"] == 1.0 and scores["citation_accuracy"] == 0.5

@@ -3,61 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from rag.config import Settings
-from rag.pipeline import build_index, load_embedder, load_generator, load_pipeline
+from tests.conftest import KURSK_FILE, KURSK_Q, REPO, chat_server, rag_cli
 
 pytestmark = pytest.mark.integration
-
-REPO = Path(__file__).resolve().parent.parent
-KURSK_Q = "ロシア軍がクルスク州で奪還を目指している要衝の町はどこですか?"
-KURSK_FILE = "000_b6beab82226e0b33.txt"
-
-
-@pytest.fixture(scope="module")
-def real_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    # Models are prepared under the repo's models/ (as `make` does); the index goes to a temp dir.
-    return Settings(
-        models_dir=REPO / "models", seeds_dir=REPO / "seeds", index_dir=tmp_path_factory.mktemp("real") / "index"
-    )
-
-
-@pytest.fixture(scope="module")
-def real_embedder(real_settings: Settings):
-    return load_embedder(real_settings)
-
-
-@pytest.fixture(scope="module")
-def real_index(real_settings: Settings, real_embedder) -> Settings:
-    report = build_index(settings=real_settings, embedder=real_embedder)
-    assert report.docs >= 30 and report.skipped == []
-    return real_settings
-
-
-@pytest.fixture(scope="module")
-def real_pipe(real_index: Settings, real_embedder):
-    return load_pipeline(settings=real_index, embedder=real_embedder, generator=load_generator(real_index))
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-    env.update({"RAG_MODELS_DIR": str(REPO / "models"), "PYTHONUNBUFFERED": "1", **extra})
-    return env
-
-
-def _rag(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rag.cli", *args], capture_output=True, text=True, env=_env(**env), cwd=REPO, timeout=900
-    )
 
 
 @pytest.mark.parametrize(
@@ -75,16 +29,16 @@ def test_real_retrieval_finds_the_passage_with_the_answer(real_pipe, question, s
 
 
 def test_rag_build_cli_on_real_seeds(tmp_path: Path) -> None:
-    out = _rag("build", "--seeds", str(REPO / "seeds"), "--index", str(tmp_path / "idx"), "--quiet")
+    out = rag_cli("build", "--seeds", str(REPO / "seeds"), "--index", str(tmp_path / "idx"), "--quiet")
     assert out.returncode == 0, out.stderr
     assert re.search(r"完了: \d+ 記事, \d+ passages", out.stdout)
     assert (tmp_path / "idx" / "manifest.json").is_file()
-    again = _rag("build", "--seeds", str(REPO / "seeds"), "--index", str(tmp_path / "idx"), "--if-stale", "--quiet")
+    again = rag_cli("build", "--seeds", str(REPO / "seeds"), "--index", str(tmp_path / "idx"), "--if-stale", "--quiet")
     assert again.returncode == 0 and "最新" in again.stdout
 
 
 def test_rag_ask_answers_suja_and_cites_its_file(real_index: Settings) -> None:
-    out = _rag("ask", KURSK_Q, "--index", str(real_index.index_dir))
+    out = rag_cli("ask", KURSK_Q, "--index", str(real_index.index_dir))
     assert out.returncode == 0, out.stderr
     answer, _, sources = out.stdout.partition("出典:")
     assert "スジャ" in answer
@@ -103,40 +57,15 @@ def test_api_stream_and_follow_up(real_pipe) -> None:
 
 
 def test_missing_index_gives_a_clear_cli_error(tmp_path: Path) -> None:
-    out = _rag("ask", KURSK_Q, "--index", str(tmp_path / "none"))
+    out = rag_cli("ask", KURSK_Q, "--index", str(tmp_path / "none"))
     assert out.returncode == 2
     assert "rag build" in out.stderr and "Traceback" not in out.stderr
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_gradio_page_answers_through_the_api(real_index: Settings) -> None:
     from gradio_client import Client
 
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "app.py", "--index", str(real_index.index_dir), "--port", str(port)],
-        cwd=REPO,
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"app.py exited: {proc.stdout.read()}")
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(1)
-        else:
-            pytest.fail("the chat page did not start within 300 s")
+    with chat_server(real_index) as (proc, port):
         # Listening on loopback only, so nobody else on the network reaches the page.
         import psutil
 
@@ -152,16 +81,12 @@ def test_gradio_page_answers_through_the_api(real_index: Settings) -> None:
         assert "スジャ" in text
         assert KURSK_FILE in text  # the sources panel names the seed file
         assert "出典" in text
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_rag_eval_on_jsquad_sample_retrieval(tmp_path: Path) -> None:
-    out = _rag("eval", str(REPO / "tests" / "data" / "jsquad_sample.json"), "--retrieval-only", "--out", str(tmp_path))
+    out = rag_cli(
+        "eval", str(REPO / "tests" / "data" / "jsquad_sample.json"), "--retrieval-only", "--out", str(tmp_path)
+    )
     assert out.returncode == 0, out.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["retrieval"]["questions"] == 51
@@ -171,8 +96,16 @@ def test_rag_eval_on_jsquad_sample_retrieval(tmp_path: Path) -> None:
 
 
 def test_rag_eval_answers_a_few_seed_questions(real_index: Settings, tmp_path: Path) -> None:
-    out = _rag("eval", str(REPO / "eval" / "seed_qa.jsonl"), "--index", str(real_index.index_dir), "--limit", "4",
-               "--out", str(tmp_path))
+    out = rag_cli(
+        "eval",
+        str(REPO / "eval" / "seed_qa.jsonl"),
+        "--index",
+        str(real_index.index_dir),
+        "--limit",
+        "4",
+        "--out",
+        str(tmp_path),
+    )
     assert out.returncode == 0, out.stderr
     answers = json.loads((tmp_path / "report.json").read_text())["answers"]
     assert answers["answered"] == 4

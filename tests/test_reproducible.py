@@ -1,0 +1,61 @@
+"""The same question gets the same answer, whatever was asked before: real model, real index, real server."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.webapp import EXAMPLES
+from tests.conftest import KURSK_Q, chat_server, rag_cli
+
+pytestmark = pytest.mark.integration
+
+# The chat page's examples and what their articles say (seeds/002 and seeds/003).
+EXPECTED = {EXAMPLES[0]: "スジャ", EXAMPLES[1]: "11億ドル", EXAMPLES[2]: "15.9%"}
+OTHER = "トランプ大統領がウクライナとの情報共有を中断するよう指示したと述べたCIA長官は誰ですか?"
+
+
+def test_a_question_gets_byte_identical_answers_whatever_came_before(real_pipe) -> None:
+    a, b, c = EXAMPLES
+    first = real_pipe.ask(a)
+    real_pipe.ask(b)
+    again = real_pipe.ask(a)
+    streamed = real_pipe.stream(c)
+    "".join(streamed)
+    after_stream = real_pipe.ask(a)
+    follow = real_pipe.ask("その町はどこの州にありますか?", history=[(a, first.text)])
+    last = real_pipe.ask(a)
+    assert first.text == again.text == after_stream.text == last.text
+    assert [c.chunk_id for c in first.citations] == [c.chunk_id for c in last.citations]
+    assert "スジャ" in first.text and not first.refused
+    assert follow.text  # a follow-up in between is answered (or refused) without disturbing the next answer
+
+
+def test_stream_and_ask_give_the_same_answer(real_pipe) -> None:
+    c = EXAMPLES[2]
+    asked = real_pipe.ask(c)
+    stream = real_pipe.stream(c)
+    pieces = "".join(stream)
+    assert stream.answer is not None and stream.answer.text == asked.text
+    assert pieces == asked.raw_text
+
+
+def test_a_fresh_process_gives_the_same_answer(real_pipe, real_index) -> None:
+    in_process = real_pipe.ask(KURSK_Q).text
+    out = rag_cli("ask", KURSK_Q, "--index", str(real_index.index_dir))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.partition("\n\n")[0].strip() == in_process
+
+
+def test_chat_page_answers_every_example_correctly_after_other_questions(real_index) -> None:
+    from gradio_client import Client
+
+    with chat_server(real_index) as (_proc, port):
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        client.predict(OTHER, api_name="/chat")
+        answers: dict[str, list[str]] = {}
+        for question in [*reversed(EXAMPLES), *EXAMPLES]:  # each example asked twice, after different questions
+            text = str(client.predict(question, api_name="/chat"))
+            assert EXPECTED[question] in text, (question, text)
+            answers.setdefault(question, []).append(text)
+        for question, texts in answers.items():
+            assert texts[0] == texts[1], question
