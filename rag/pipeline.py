@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import time
+import unicodedata
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -17,6 +19,27 @@ from rag.types import Answer, BuildReport, Citation, Hit, SkippedFile
 
 History = Sequence[tuple[str, str]]  # (question, answer text) of earlier turns, oldest first
 MAX_HISTORY_TURNS = 2  # older turns cost prompt tokens and rarely matter for a follow-up
+
+# A question that points back (その町, 彼, 同社 ...), opens with a connective (では, じゃあ, ほかに)
+# or is too short to name its topic (「ハリコフは?」) continues the conversation. Any other question
+# stands alone and is answered as if asked first: what came before in the chat must not change
+# which passages it gets or what the model writes (the same question, the same answer).
+_POINTS_BACK = re.compile(
+    r"(?!それぞれ|これまで|これから|このほど|このところ)"
+    r"(?:その|それ|この|これ|あの|そこ|ここ|あそこ|そちら|こちら|彼|彼女|同氏|同社|同国|同州|同市|同町|同村|同党|同紙|同省|同庁"
+    r"|前者|後者|上記|先ほど|さきほど|さっき)"
+)
+_CONNECTIVE = re.compile(r"^(?:では|じゃあ|じゃ|それでは|それなら|なら|ほかに|他に|また|さらに|あと|一方)")
+_TOPIC_CHARS = re.compile(r"[^\s\u3040-\u309f、。,.!?！？「」]")  # what is not grammar or punctuation
+MIN_TOPIC_CHARS = 5  # 「ハリコフは?」 (4) and 「次回はいつ?」 (2) lean on the conversation
+
+
+def is_follow_up(question: str) -> bool:
+    """True if the question needs the earlier turns to be understood (see _POINTS_BACK)."""
+    q = unicodedata.normalize("NFKC", question).strip()
+    if _POINTS_BACK.search(q) or _CONNECTIVE.match(q):
+        return True
+    return len(_TOPIC_CHARS.findall(q)) < MIN_TOPIC_CHARS
 
 
 def _citation(n: int, hit: Hit, quote: str = "") -> Citation:
@@ -87,8 +110,8 @@ class RagPipeline:
     def retrieve(self, question: str, *, k: int | None = None, history: History = ()) -> list[Hit]:
         """The passages an answer to `question` would be written from, best first."""
         k = k or self.settings.top_k
-        previous = [q for q, _ in history][-MAX_HISTORY_TURNS:]
-        return self.retriever.retrieve_in_conversation(question, previous, k=k)
+        previous = [q for q, _ in history][-MAX_HISTORY_TURNS:] if is_follow_up(question) else []
+        return self.retriever.complete_sentences(self.retriever.retrieve_in_conversation(question, previous, k=k))
 
     def ask(self, question: str, *, k: int | None = None, history: History = ()) -> Answer:
         """Answer a question (optionally a follow-up to `history`) with numbered citations."""
@@ -103,8 +126,9 @@ class RagPipeline:
         question = question.strip()
         if not question:
             raise RagError("The question is empty. Ask something about the articles.")
+        turns = list(history)[-MAX_HISTORY_TURNS:] if is_follow_up(question) else []
         stream = AnswerStream(iter(()))
-        stream._pieces = self._run(question, k, list(history)[-MAX_HISTORY_TURNS:], stream)
+        stream._pieces = self._run(question, k, turns, stream)
         return stream
 
     def _run(self, question: str, k: int | None, history: list[tuple[str, str]], out: AnswerStream) -> Iterator[str]:

@@ -53,3 +53,14 @@ def test_history_comes_before_the_new_question() -> None:
 
 def test_no_passages_still_gives_a_prompt() -> None:
     assert "該当する資料はありません" in build_messages("質問", [])[-1]["content"]
+
+
+def test_a_long_title_is_cut_visibly_never_right_before_its_point() -> None:
+    title = "【ゼレンスキー氏の再選を願う国民の割合は15.9%=ウクライナ・メディア】"
+    chunk = Chunk(chunk_id="z#0/0", doc_id="z#0", source="z.txt", title=title, text="支持率の調査。", position=0)
+    user = build_messages("割合は何%?", [Hit(chunk=chunk, score=1.0)])[-1]["content"]
+    assert "15.9%" in user  # a headline of ordinary length is shown whole
+    long = "長い見出し" * 20
+    chunk = Chunk(chunk_id="l#0/0", doc_id="l#0", source="l.txt", title=long, text="本文。", position=0)
+    shown = build_messages("見出しは?", [Hit(chunk=chunk, score=1.0)])[-1]["content"]
+    assert "…）本文。" in shown and long not in shown

@@ -1,7 +1,7 @@
 import pytest
 
 import rag
-from rag.pipeline import build_index, load_pipeline
+from rag.pipeline import build_index, is_follow_up, load_pipeline
 from tests.conftest import RecordingGenerator
 
 
@@ -60,6 +60,33 @@ def test_follow_up_question_retrieves_with_the_conversation(pipe) -> None:
     answer = pipe.ask("次回はいつ?", history=history)
     assert pipe.generator.calls[-1][1]["content"] == history[0][0]
     assert answer.citations
+
+
+def test_a_standalone_question_is_answered_as_if_asked_first(pipe) -> None:
+    history = [("新型ロケット「ハヤブサ9」の打ち上げについて教えて", "9月30日に打ち上げられました。[1]")]
+    question = "嵐山を訪れた観光客は何人?"
+    alone = pipe.ask(question)
+    after = pipe.ask(question, history=history)
+    assert (after.text, after.passages) == (alone.text, alone.passages)
+    assert pipe.generator.calls[-1] == pipe.generator.calls[-2]  # the same prompt: the earlier turn left out
+
+
+@pytest.mark.parametrize(
+    ("question", "follows"),
+    [
+        ("その町はどこの州にありますか?", True),
+        ("彼が暗殺された日にモスクワに到着した米国の特使は誰ですか?", True),
+        ("同社の社長は誰ですか?", True),
+        ("では、ハリコフは?", True),
+        ("次回はいつ?", True),
+        ("ロシア軍がクルスク州で奪還を目指している要衝の町はどこですか?", False),
+        ("それぞれの国の代表は何人ですか?", False),
+        ("問題があれば誰に連絡しますか?", False),
+        ("ゼレンスキー氏の再選を願う国民の割合は何%ですか?", False),
+    ],
+)
+def test_follow_up_questions_are_told_from_standalone_ones(question: str, follows: bool) -> None:
+    assert is_follow_up(question) is follows
 
 
 def test_load_pipeline_without_index_gives_actionable_error(tmp_path, embedder) -> None:

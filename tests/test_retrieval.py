@@ -44,3 +44,23 @@ def test_rrf_rewards_agreement() -> None:
 def test_unknown_mode_is_rejected(index, embedder) -> None:
     with pytest.raises(RagError, match="retrieval mode"):
         Retriever(index, embedder, mode="magic")
+
+
+def test_a_passage_cut_mid_sentence_is_finished_from_the_next_one(tmp_path, embedder) -> None:
+    from rag.chunking import chunk_documents
+    from rag.index import build_from_documents
+    from rag.types import Document, Hit
+
+    long_sentence = "▽東部ルハンシク州では、九十九パーセント以上の地域がロシアの支配下にあり、住民の避難が続いていると伝えられている。"
+    body = "ロシア軍は要衝の町スジャの奪還を目指している。" + long_sentence + "住民の避難が続いている。" * 6
+    doc = Document(doc_id="a", source="a.txt", title="クルスク", text=body)
+    chunks = chunk_documents([doc], chunk_size=40, chunk_overlap=10)
+    cut = next(c for c in chunks if not c.text.endswith("。"))
+    index = build_from_documents([doc], tmp_path / "index", embedder=embedder, chunk_size=40, chunk_overlap=10)
+    retriever = Retriever(index, embedder)
+
+    [done] = retriever.complete_sentences([Hit(chunk=cut, score=1.0)])
+    assert done.chunk.text.startswith(cut.text) and done.chunk.text.endswith("。")
+    assert done.chunk.text in body  # finished with the article's own words, nothing else
+    whole = next(c for c in chunks if c.text.endswith("。"))
+    assert retriever.complete_sentences([Hit(chunk=whole, score=1.0)])[0].chunk.text == whole.text
