@@ -155,3 +155,35 @@ def _cite_line(text: str, passages: list[str], question: str, cited: dict[int, C
         stem = body.rstrip("。！？!?")
         out.append(stem + "".join(f"[{n}]" for n in keep) + body[len(stem) :])
     return "".join(out)
+
+
+# An answer phrase up to this long is a span the passage should hold word for word (a name, a
+# number, a date); a longer one is an explanation, judged by support() sentence by sentence.
+MAX_SPAN_CHARS = 20
+_PAREN = re.compile(r"[(（][^()（）]*[)）]")
+_LEAD = re.compile(r"^(?:約|およそ|計|合計|\d{4}年(?=\d{1,2}月))")
+
+
+def _span_norm(text: str) -> str:
+    t = re.sub(r"(?<=\d),(?=\d)", "", unicodedata.normalize("NFKC", text)).lower()
+    return re.sub(r"[\s「」『』\"'“”]", "", t)
+
+
+def phrase_found(phrase: str, passages: list[str]) -> bool:
+    """True if the passages hold the answer phrase itself, not only its words.
+
+    「スジャ州」 is not in a passage that says 「スジャ」 and 「州」 apart. Lenient where a reader would
+    be: an added 約 or year, a parenthetical (「11億ドル(約1600億円)」), list items found one by one.
+    """
+    phrase = _span_norm(phrase).strip("、。,.")
+    if not phrase or len(phrase) > MAX_SPAN_CHARS:
+        return True
+    have = _span_norm("\n".join(passages))
+    for part in re.split(r"[、,・]|および|及び", phrase):
+        part = part.strip()
+        if not part:
+            continue
+        forms = {part, _PAREN.sub("", part), _LEAD.sub("", part), _LEAD.sub("", _PAREN.sub("", part))}
+        if not any(f and f in have for f in forms):
+            return False
+    return True

@@ -8,8 +8,8 @@ import unicodedata
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from rag.answertype import misfit
-from rag.citations import REFUSAL_TEXT, attach_citations, is_refusal
+from rag.answertype import answer_phrase, misfit
+from rag.citations import REFUSAL_TEXT, attach_citations, is_refusal, phrase_found
 from rag.config import Settings
 from rag.embedding import Embedder
 from rag.errors import RagError
@@ -61,7 +61,7 @@ def make_answer(question: str, raw_text: str, hits: Sequence[Hit], **timings: fl
     """Turn the model's text into an Answer whose every [n] names a passage that supports its sentence."""
     passages = [_citation(n, hit) for n, hit in enumerate(hits, start=1)]
     text, cited = attach_citations(raw_text, [h.chunk.text for h in hits], question=question)
-    reason = refusal_reason(question, text, cited)
+    reason = refusal_reason(question, text, cited, [hits[c.n - 1].chunk.text for c in cited])
     if reason:
         # The closest passages stay visible so the reader can see what was searched.
         return Answer(
@@ -78,13 +78,15 @@ def make_answer(question: str, raw_text: str, hits: Sequence[Hit], **timings: fl
     return Answer(question=question, text=text, citations=citations, passages=passages, raw_text=raw_text, **timings)  # type: ignore[arg-type]
 
 
-def refusal_reason(question: str, text: str, cited: Sequence[object]) -> str:
+def refusal_reason(question: str, text: str, cited: Sequence[object], cited_texts: Sequence[str] = ()) -> str:
     """Why a checked answer must not be shown ("" when it may): the checks every answer goes through."""
     if not text or is_refusal(text):
         return "the model found no answer in the passages"
     if not cited:
         # Every wrong answer to an unanswerable seed question that had no citation was invented.
         return "no passage supports the answer"
+    if cited_texts and not phrase_found(phrase := answer_phrase(text, question), list(cited_texts)):
+        return f"the cited passages do not contain the answer {phrase!r} itself"
     return misfit(question, text) or ""
 
 

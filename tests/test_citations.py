@@ -50,3 +50,18 @@ def test_a_number_or_name_the_passage_lacks_is_not_supported() -> None:
     assert invented("所有者はロスアトムです。", meeting) == {"ロスアトム"}
     assert invented("1. 会談は20日です。", meeting) == set()  # a list number is not a claim
     assert invented("総額は1,750億ドル", "総額1750億ドルの支援") == set()
+
+
+def test_the_cited_passage_must_hold_the_answer_phrase_itself() -> None:
+    from rag.citations import phrase_found
+
+    passage = "ロシア軍は西部クルスク州で攻勢を強め、要衝スジャ奪還に向けて制圧地域を広げた。節約額は約11億ドル(約1600億円)。"
+    assert phrase_found("スジャ", [passage])
+    assert not phrase_found("スジャ州", [passage])  # its words are there, the phrase is not
+    assert phrase_found("11億ドル", [passage]) and phrase_found("約11億ドル(約1600億円)", [passage])
+    assert phrase_found("11億ドル（約1600億円）", [passage])
+    assert phrase_found("クルスク州、スジャ", [passage]) and not phrase_found("クルスク州、ハリコフ", [passage])
+    assert phrase_found("2025年3月18日", ["会談は3月18日に行われた。"])  # a year the article date implies
+    assert not phrase_found("3月19日", ["会談は3月18日に行われた。"])
+    long_answer = "ロシア軍は攻勢を強めて制圧地域を広げ、ウクライナ軍は撤退を迫られている"
+    assert phrase_found(long_answer, [passage])  # an explanation is judged sentence by sentence elsewhere
