@@ -120,18 +120,18 @@ def detect_encoding(data: bytes) -> tuple[str, str]:
             raise UnreadableFileError(f"starts with a UTF-16 mark but does not decode ({exc.reason})") from exc
     if b"\x00" in data:
         raise UnreadableFileError("binary file (contains NUL bytes), not text")
-    # Strict UTF-8 first: it is the common case, exact, and fast on a 50 MB file.
-    try:
-        return data.decode("utf-8"), "utf_8"
-    except UnicodeDecodeError:
-        pass
-    # ISO-2022-JP is 7-bit: its escape sequences ("ESC $ B") name it unambiguously.
+    # ISO-2022-JP is 7-bit: its escape sequences ("ESC $ B") name it unambiguously; being 7-bit it is valid UTF-8 too, so look first.
     if b"\x1b$B" in data or b"\x1b$@" in data or b"\x1b(J" in data:
         for name in ("iso2022_jp", "iso2022_jp_2", "iso2022_jp_ext"):
             try:
                 return data.decode(name), name
             except UnicodeDecodeError:
                 continue
+    # Strict UTF-8 first: it is the common case, exact, and fast on a 50 MB file.
+    try:
+        return data.decode("utf-8"), "utf_8"
+    except UnicodeDecodeError:
+        pass
     from charset_normalizer import from_bytes
 
     # charset-normalizer's best guess is wrong for very short legacy Japanese: measured on
@@ -370,7 +370,7 @@ def clean_articles(articles: Sequence[Article]) -> tuple[list[CleanArticle], lis
     # Pass 2, per article: link lists (long runs of non-sentences), then breadcrumbs before an untitled head.
     result: list[CleanArticle] = []
     for a, body in out:
-        body = _drop_menu_runs(body, drops)
+        body = _drop_menu_runs(body, drops, keep_head=not a.title)
         title = a.title
         if not title:
             body = _drop_breadcrumbs(a.lines, body, drops)
@@ -395,13 +395,22 @@ def _is_cut_preview(line: str, prefixes: dict[str, list[str]]) -> bool:
     return any(other != line and other.startswith(stem) for other in prefixes.get(stem[:10], ()))
 
 
-def _drop_menu_runs(body: list[Line], drops: list[Drop]) -> list[Line]:
-    """Drop runs of non-sentence lines that look like link lists: mostly labels, or very long."""
+def _drop_menu_runs(body: list[Line], drops: list[Drop], *, keep_head: bool) -> list[Line]:
+    """Drop runs of non-sentence lines that look like link lists: mostly labels, or very long.
+
+    keep_head: leave the lines before the first sentence alone (an untitled article's title is
+    among them; `_drop_breadcrumbs` deals with them).
+    """
     runs: list[list[int]] = []
     current: list[int] = []
+    in_head = keep_head
     for i, (_, t) in enumerate(body):
         if not t:
             continue
+        if in_head:
+            in_head = not ends_sentence(t)
+            if in_head:
+                continue
         if ends_sentence(t) or t.startswith("|"):  # a Markdown table row is content, like a sentence
             if current:
                 runs.append(current)
@@ -436,22 +445,22 @@ def _drop_menu_runs(body: list[Line], drops: list[Drop]) -> list[Line]:
 def _drop_breadcrumbs(raw: list[Line], body: list[Line], drops: list[Drop]) -> list[Line]:
     """Short labels above an untitled article's headline ("ニュース", "ウクライナ戦争") are a site's breadcrumbs.
 
-    One short line alone in its paragraph is a title (「東京都」), so it stays.
+    When the labels run into the first sentence, the last of them is the title (「東京都」) and stays.
     """
-    head: list[int] = []  # indices into raw of the short labels before the first headline or sentence
-    for i, (_, t) in enumerate(raw):
+    head: list[int] = []  # raw line numbers of the short labels before the first headline or sentence
+    reached_sentence = False
+    for no, t in raw:
         if not t:
             continue
         if ends_sentence(t) or len(t) >= SHORT_LINE:
+            reached_sentence = ends_sentence(t)
             break
-        head.append(i)
-    if not head:
+        head.append(no)
+    else:
+        reached_sentence = True  # labels only: keep the last one as the title of whatever follows
+    crumbs = set(head[:-1] if reached_sentence else head)
+    if not crumbs:
         return body
-    last = head[-1]
-    followed_in_block = last + 1 < len(raw) and raw[last + 1][1] and not ends_sentence(raw[last + 1][1])
-    if len(head) < 2 and not followed_in_block:
-        return body
-    crumbs = {raw[i][0] for i in head}
     kept = []
     for no, t in body:
         if t and no in crumbs:
