@@ -195,9 +195,9 @@ class Article:
 
 def read_text_articles(text: str) -> list[Article]:
     """Split .txt/.md text into articles at `---` lines, top-level `#` headings and dated headers."""
-    raw_lines = text.splitlines()  # \r\n, \r and \n alike
-    lines = [_normalize_line(r) for r in raw_lines]
-    levels = [len(m[1]) for line in lines if (m := _MD_HEADING.match(line))]
+    # Normalized once for the whole text (C speed), then split: \r\n, \r and \n alike.
+    lines = [line.strip() for line in unicodedata.normalize("NFC", text).replace("\u3000", " ").splitlines()]
+    levels = [len(m[1]) for line in lines if line[:1] == "#" and (m := _MD_HEADING.match(line))]
     top = min(levels) if levels else 0
     articles = [Article()]
 
@@ -209,32 +209,35 @@ def read_text_articles(text: str) -> list[Article]:
             setattr(cur, key, value)
         return cur
 
-    for no, (raw, line) in enumerate(zip(raw_lines, lines), start=1):
+    for no, line in enumerate(lines, start=1):
         cur = articles[-1]
-        if cur.url is None and (url := _first_url(raw)):
-            cur.url = url
         if not line:
             cur.lines.append((no, ""))
             continue
+        if cur.url is None and ("http" in line or "pic.twitter" in line) and (url := _first_url(line)):
+            cur.url = url
         if cur.title_next:
             cur.title, cur.title_line, cur.title_next = line, no, False
             continue
-        if _SEPARATOR.match(line):
+        first = line[0]
+        # Cheap first-character and substring tests skip the regular expressions on ordinary lines.
+        if first in "-*_=" and _SEPARATOR.match(line):
             start()
             continue
-        if (m := _MD_HEADING.match(line)) and len(m[1]) == top:
-            start(title=m[2], title_line=no)
+        if first == "#" and (m := _MD_HEADING.match(line)):
+            if len(m[1]) == top:
+                start(title=m[2], title_line=no)
+            else:
+                cur.lines.append((no, m[2]))  # a sub-heading stays in its article, without the #s
             continue
-        if m := _MD_HEADING.match(line):
-            cur.lines.append((no, m[2]))  # a sub-heading stays in its article, without the #s
-            continue
-        if m := _DAY_HEADER.match(line):
+        dated = "年" in line and "日" in line
+        if dated and (m := _DAY_HEADER.match(line)):
             start(date=normalize_date(m["date"]), title_next=True)
             continue
-        if m := _TITLE_WITH_DATE.match(line):
+        if dated and (m := _TITLE_WITH_DATE.match(line)):
             start(title=m["title"], title_line=no, date=normalize_date(m["date"]))
             continue
-        if m := _TWEET_BYLINE.match(line):
+        if first in "—―-" and (m := _TWEET_BYLINE.match(line)):
             # The tweet's headline is the line just before its byline: it titles a new article.
             headline: Line | None = None
             while cur.lines and not cur.lines[-1][1]:
@@ -318,7 +321,7 @@ def _strip_inline(no: int, line: str, drops: list[Drop]) -> str:
     if _LINK_LABEL in line:
         drops.append(Drop(no, _LINK_LABEL.strip(", "), "link label"))
         line = line.replace(_LINK_LABEL, "")
-    return re.sub(r"\s{2,}", " ", line).strip()
+    return re.sub(r"\s{2,}", " ", line).strip() if "  " in line else line.strip()
 
 
 def _menu_like(line: str) -> bool:
@@ -343,7 +346,8 @@ def clean_articles(articles: Sequence[Article]) -> tuple[list[CleanArticle], lis
             a.title = _strip_inline(a.title_line, a.title, drops)
         kept = [(no, _strip_inline(no, t, drops) if t else "") for no, t in a.lines]
         work.append((a, kept))
-    prefixes = _prefix_index(t for _, lines in work for _, t in lines)
+    # Built only when some line ends with an ellipsis: most files have none.
+    prefixes: dict[str, list[str]] | None = None
     seen_sentences: set[str] = set()  # file-wide: a sentence said twice (tweet preview, full text) is kept once
     out: list[tuple[Article, list[Line]]] = []
     for a, lines in work:
@@ -360,7 +364,9 @@ def clean_articles(articles: Sequence[Article]) -> tuple[list[CleanArticle], lis
                 drops.append(Drop(no, line, "menu"))
             elif line in seen_sentences or line in seen_labels:
                 drops.append(Drop(no, line, "repeated"))
-            elif line.endswith(_ELLIPSES) and _is_cut_preview(line, prefixes):
+            elif line.endswith(_ELLIPSES) and _is_cut_preview(
+                line, prefixes := prefixes if prefixes is not None else _prefix_index(t for _, ls in work for _, t in ls)
+            ):
                 drops.append(Drop(no, line, "cut preview"))
             else:
                 (seen_sentences if sentence or len(line) >= SHORT_LINE else seen_labels).add(line)
@@ -385,6 +391,7 @@ def clean_articles(articles: Sequence[Article]) -> tuple[list[CleanArticle], lis
                 drops.append(Drop(a.title_line, title, "title without text"))
             continue
         result.append(CleanArticle(title=title, date=a.date, url=a.url, paragraphs=paragraphs))
+    drops.sort(key=lambda d: d.line_no)  # stable: pieces of one line stay in the order found
     return result, drops
 
 

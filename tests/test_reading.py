@@ -136,7 +136,7 @@ def test_saved_html_page_gives_main_text_and_metadata(tmp_path: Path, suffix: st
     assert doc.title == "円相場が急落"
     assert doc.url == "https://example.jp/news/1"
     assert doc.date == "2025-03-13"
-    for s in SENTENCES + ["コメントを求められた財務省の幹部は「注視している」と述べた。"]:
+    for s in [*SENTENCES, "コメントを求められた財務省の幹部は「注視している」と述べた。"]:
         assert s in doc.text
     for junk in ("会社概要", "プライバシーポリシー", "奈良の鹿"):
         assert junk not in doc.text

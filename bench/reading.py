@@ -1,0 +1,89 @@
+"""How long reading one big seed file takes: generated 1/10/50 MB text files and a large HTML page.
+
+Reading must be linear in the file size (the old boilerplate check compared every line with every
+earlier line). Run: `PYTHONPATH=. python bench/reading.py [--sizes 1 10 50] [--html-mb 5]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from rag.documents import read_file
+
+ARTICLE = (
+    "最新記事\nニュース\n\n第{n}回の調査結果、{k}件の報告\n\n{date}\n\n"
+    "市によると、第{n}回の調査では{k}件の報告があり、前回より{d}件多かった。\n\n"
+    "担当者は「{n}回目の結果を詳しく分析したい」と話した。対象は{k}世帯で、回答率は{p}%だった。\n\n"
+    "コメントを求められた市長は「結果を重く受け止める」と述べた。\n\n"
+    "あわせて読みたい\n  • 関連記事{n}A\n  • 関連記事{n}B\n人気ランキング\n  • 1\n    話題の記事{k}\n---\n"
+)
+
+
+def article(n: int) -> str:
+    """One generated article with a site menu, dated body and a link list; every number differs."""
+    return ARTICLE.format(n=n, k=n * 7 % 1000 + n, d=n % 13, p=n % 100, date=f"2025年{n % 12 + 1}月{n % 28 + 1}日")
+
+
+def text_of_size(mb: float) -> str:
+    """Generated articles adding up to about mb megabytes of UTF-8."""
+    parts, size, n = [], 0, 0
+    target = int(mb * 1_000_000)
+    while size < target:
+        a = article(n)
+        parts.append(a)
+        size += len(a.encode("utf-8"))
+        n += 1
+    return "".join(parts)
+
+
+def html_of_size(mb: float) -> str:
+    """One saved page whose article has about mb megabytes of paragraphs, with nav and footer."""
+    paras, size, n = [], 0, 0
+    while size < mb * 1_000_000:
+        p = f"<p>市によると、第{n}回の調査では{n * 7}件の報告があり、前回より{n % 13}件多かった。</p>\n"
+        paras.append(p)
+        size += len(p.encode("utf-8"))
+        n += 1
+    nav = "".join(f'<li><a href="/c{i}">カテゴリ{i}</a></li>' for i in range(50))
+    return (
+        '<html><head><meta charset="utf-8"><title>大きな記事</title></head><body>'
+        f"<nav><ul>{nav}</ul></nav><article><h1>大きな記事</h1>{''.join(paras)}</article>"
+        "<footer><a href='/about'>会社概要</a></footer></body></html>"
+    )
+
+
+def main() -> None:
+    """Write the files to a temporary folder, read each once and print the times."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", type=float, nargs="*", default=[1, 10, 50], help="text file sizes in MB")
+    parser.add_argument("--html-mb", type=float, default=5, help="size of the HTML page in MB (0: none)")
+    parser.add_argument("--encoding", default="utf-8", help="encoding of the text files (e.g. cp932)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        files = []
+        for mb in args.sizes:
+            path = Path(tmp) / f"text_{mb:g}mb.txt"
+            path.write_bytes(text_of_size(mb).encode(args.encoding))
+            files.append(path)
+        if args.html_mb:
+            path = Path(tmp) / f"page_{args.html_mb:g}mb.html"
+            path.write_text(html_of_size(args.html_mb), encoding="utf-8")
+            files.append(path)
+        print(f"{'file':<22}{'MB':>8}{'seconds':>10}{'articles':>10}{'kept chars':>12}{'dropped':>10}  encoding")
+        for path in files:
+            started = time.perf_counter()
+            reading = read_file(path)
+            seconds = time.perf_counter() - started
+            r = reading.report
+            mb = path.stat().st_size / 1e6
+            print(
+                f"{path.name:<22}{mb:>8.1f}{seconds:>10.2f}{r.articles:>10}{r.kept_chars:>12}{r.dropped_chars:>10}"
+                f"  {reading.encoding}"
+            )
+
+
+if __name__ == "__main__":
+    main()
