@@ -2,16 +2,23 @@
 
 Reading must be linear in the file size (the old boilerplate check compared every line with every
 earlier line). Run: `PYTHONPATH=. python bench/reading.py [--sizes 1 10 50] [--html-mb 5]`.
+
+With --jsquad FILE it also checks generality on text nobody tuned the rules on: JSQuAD paragraphs
+written as files (one per paragraph, and grouped per article) are read back, and each paragraph
+must be found whole in the documents of its file.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
+import unicodedata
 from pathlib import Path
 
-from rag.documents import read_file
+from rag.documents import load_documents, read_file
+from rag.evaluation import write_squad_files
 
 ARTICLE = (
     "最新記事\nニュース\n\n第{n}回の調査結果、{k}件の報告\n\n{date}\n\n"
@@ -55,14 +62,52 @@ def html_of_size(mb: float) -> str:
     )
 
 
+def _as_read(text: str) -> str:
+    """A paragraph as the reader normalizes lines (NFC, ideographic space, trimmed)."""
+    lines = unicodedata.normalize("NFC", text).replace("\u3000", " ").splitlines()
+    return "\n\n".join(line.strip() for line in lines if line.strip())
+
+
+def jsquad_check(path: Path, tmp: Path) -> None:
+    """Write JSQuAD paragraphs as seed files both ways and count the paragraphs read back whole."""
+    data = json.loads(path.read_text(encoding="utf-8"))["data"]
+    paragraphs = []  # (title, body) per paragraph, in file order
+    for article in data:
+        for p in article["paragraphs"]:
+            title, sep, body = p["context"].partition(" [SEP] ")
+            paragraphs.append((title, body) if sep else (article.get("title", ""), p["context"]))
+    for per in ("paragraph", "article"):
+        out = tmp / f"jsquad_{per}"
+        write_squad_files(path, out, per=per)
+        started = time.perf_counter()
+        docs, skipped = load_documents(out)
+        seconds = time.perf_counter() - started
+        texts = [d.text for d in docs]
+        titled = {(d.title, d.text) for d in docs}
+        whole = [any(_as_read(body) in t for t in texts) for _, body in paragraphs]
+        # Whole and under its own title (the title is embedded with every passage).
+        with_title = sum(1 for (title, body) in paragraphs if (_as_read(title), _as_read(body)) in titled)
+        missing = [body[:40] for (_, body), ok in zip(paragraphs, whole) if not ok]
+        print(
+            f"JSQuAD per {per}: {len(list(out.iterdir()))} files, {len(docs)} documents, {len(skipped)} skipped, "
+            f"{sum(whole)}/{len(paragraphs)} paragraphs found whole, {with_title} as a document with their title "
+            f"({seconds:.1f} s)"
+        )
+        for m in missing[:5]:
+            print(f"  not whole: {m}…")
+
+
 def main() -> None:
     """Write the files to a temporary folder, read each once and print the times."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=float, nargs="*", default=[1, 10, 50], help="text file sizes in MB")
     parser.add_argument("--html-mb", type=float, default=5, help="size of the HTML page in MB (0: none)")
     parser.add_argument("--encoding", default="utf-8", help="encoding of the text files (e.g. cp932)")
+    parser.add_argument("--jsquad", type=Path, help="a SQuAD-format JSON file (JSQuAD valid) to read back as files")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        if args.jsquad:
+            jsquad_check(args.jsquad, Path(tmp))
         files = []
         for mb in args.sizes:
             path = Path(tmp) / f"text_{mb:g}mb.txt"

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag.text import ends_sentence, split_sentences
+from rag.text import ends_sentence, has_sentence, split_sentences
 from rag.types import Document, Drop, FileReport, SkippedFile
 
 TEXT_SUFFIXES = (".txt", ".md")
@@ -31,7 +31,9 @@ MENU_RUN = 10  # this many non-sentence lines in a row are a link list or rankin
 TITLE_MAX = 100
 ISLAND_MAX = 40  # characters: a sentence this short between two link lists is part of them
 
-_URL = re.compile(r"https?://\S+|pic\.twitter\.com/\S+")
+# ASCII only: Japanese glued to an address ("https://www.google.co.jpでアクセス可能。") is text, not URL.
+_URL = re.compile(r"https?://[!-~]+|pic\.twitter\.com/[!-~]+")
+_SHORT_LINK = ("https://t.co/", "http://t.co/", "pic.twitter.com/")  # a tweet's link: says nothing itself
 _MD_LINK = re.compile(r"\[([^\]\n]+)\]\((\S+?)\)")
 _HASHTAG = re.compile(r"(?<=\s)#\w+")
 _LINK_LABEL = ", opens new tab"  # screen-reader text of a news site's links, glued into sentences
@@ -278,7 +280,7 @@ def read_html_articles(html: str) -> list[Article]:
 
 def _first_url(raw: str) -> str | None:
     for url in _URL.findall(raw):
-        if not url.startswith(("https://t.co", "http://t.co", "pic.twitter")):
+        if not url.startswith(_SHORT_LINK):
             return url.rstrip(")」>")
     return None
 
@@ -306,14 +308,19 @@ class CleanArticle:
 
 def _strip_inline(no: int, line: str, drops: list[Drop]) -> str:
     """Remove links' addresses, hashtags and screen-reader labels from a line, recording each."""
+    before = len(drops)
     if "](" in line:
         for m in _MD_LINK.finditer(line):
             drops.append(Drop(no, m[2], "url"))
         line = _MD_LINK.sub(r"\1", line)
     if "http" in line or "pic.twitter" in line:
+        # A line that is only addresses (a source link) goes, and so do tweets' short links; an
+        # address inside a sentence stays, it is part of what the sentence says.
+        only_urls = not _URL.sub("", line).strip()
         for url in _URL.findall(line):
-            drops.append(Drop(no, url, "url"))
-        line = _URL.sub("", line)
+            if only_urls or url.startswith(_SHORT_LINK):
+                drops.append(Drop(no, url, "url"))
+        line = _URL.sub(lambda m: "" if only_urls or m[0].startswith(_SHORT_LINK) else m[0], line)
     if "#" in line:
         for tag in _HASHTAG.findall(line):
             drops.append(Drop(no, tag, "hashtag"))
@@ -321,7 +328,9 @@ def _strip_inline(no: int, line: str, drops: list[Drop]) -> str:
     if _LINK_LABEL in line:
         drops.append(Drop(no, _LINK_LABEL.strip(", "), "link label"))
         line = line.replace(_LINK_LABEL, "")
-    return re.sub(r"\s{2,}", " ", line).strip() if "  " in line else line.strip()
+    if len(drops) == before:
+        return line  # untouched: its own spacing stays (「応力ベクトル  と」 had a formula between)
+    return re.sub(r"\s{2,}", " ", line).strip()
 
 
 def _menu_like(line: str) -> bool:
@@ -352,8 +361,6 @@ def clean_articles(articles: Sequence[Article]) -> tuple[list[CleanArticle], lis
     out: list[tuple[Article, list[Line]]] = []
     for a, lines in work:
         seen_labels: set[str] = {a.title} if a.title else set()  # per article: each post has its own 【概要】
-        if a.title:
-            seen_sentences.add(a.title)
         body: list[Line] = []
         for no, line in lines:
             if not line:
@@ -369,7 +376,9 @@ def clean_articles(articles: Sequence[Article]) -> tuple[list[CleanArticle], lis
             ):
                 drops.append(Drop(no, line, "cut preview"))
             else:
-                (seen_sentences if sentence or len(line) >= SHORT_LINE else seen_labels).add(line)
+                # A headline may title several articles of one file (JSQuAD grouped per article): only
+                # sentences are unique file-wide; other lines repeat only within their article.
+                (seen_sentences if sentence else seen_labels).add(line)
                 body.append((no, line))
         out.append((a, body))
 
@@ -383,7 +392,7 @@ def clean_articles(articles: Sequence[Article]) -> tuple[list[CleanArticle], lis
             title, body = _title_from_body(body)
         paragraphs = [t for _, t in body if t]
         text_chars = sum(len(p) for p in paragraphs)
-        if not paragraphs or (text_chars < MIN_ARTICLE_CHARS and not any(ends_sentence(p) for p in paragraphs)):
+        if not paragraphs or (text_chars < MIN_ARTICLE_CHARS and not any(has_sentence(p) for p in paragraphs)):
             no_of = {t: no for no, t in body}
             for p in paragraphs:
                 drops.append(Drop(no_of.get(p, 0), p, "no article text"))
@@ -402,6 +411,13 @@ def _is_cut_preview(line: str, prefixes: dict[str, list[str]]) -> bool:
     return any(other != line and other.startswith(stem) for other in prefixes.get(stem[:10], ()))
 
 
+def _breaks_run(line: str) -> bool:
+    """Prose or a table row ends a run of menu lines; a teaser with a 。 inside but a "!" at the end does not."""
+    if line.startswith("|"):  # a Markdown table row is content, like a sentence
+        return True
+    return has_sentence(line) and not line.endswith(("!", "?", *_ELLIPSES))
+
+
 def _drop_menu_runs(body: list[Line], drops: list[Drop], *, keep_head: bool) -> list[Line]:
     """Drop runs of non-sentence lines that look like link lists: mostly labels, or very long.
 
@@ -415,10 +431,10 @@ def _drop_menu_runs(body: list[Line], drops: list[Drop], *, keep_head: bool) -> 
         if not t:
             continue
         if in_head:
-            in_head = not ends_sentence(t)
+            in_head = not has_sentence(t)
             if in_head:
                 continue
-        if ends_sentence(t) or t.startswith("|"):  # a Markdown table row is content, like a sentence
+        if _breaks_run(t):
             if current:
                 runs.append(current)
             current = []
@@ -437,7 +453,7 @@ def _drop_menu_runs(body: list[Line], drops: list[Drop], *, keep_head: bool) -> 
     # A short sentence boxed in by link lists ("メールマガジンのご登録はこちらから。") belongs to them,
     # as long as the article keeps other sentences (a one-sentence page between menus stays whole).
     text = [i for i, (_, t) in enumerate(body) if t]
-    kept_sentences = [i for i in text if i not in dropped and ends_sentence(body[i][1])]
+    kept_sentences = [i for i in text if i not in dropped and has_sentence(body[i][1])]
     for k, i in enumerate(text):
         if i in dropped or len(body[i][1]) >= ISLAND_MAX or len(kept_sentences) < 2:
             continue
@@ -459,8 +475,8 @@ def _drop_breadcrumbs(raw: list[Line], body: list[Line], drops: list[Drop]) -> l
     for no, t in raw:
         if not t:
             continue
-        if ends_sentence(t) or len(t) >= SHORT_LINE:
-            reached_sentence = ends_sentence(t)
+        if has_sentence(t) or len(t) >= SHORT_LINE:
+            reached_sentence = has_sentence(t)
             break
         head.append(no)
     else:
@@ -483,7 +499,7 @@ def _title_from_body(body: list[Line]) -> tuple[str, list[Line]]:
     if first is None:
         return "", body
     line = body[first][1]
-    if not ends_sentence(line) and len(line) <= TITLE_MAX and any(t for _, t in body[first + 1 :]):
+    if not has_sentence(line) and len(line) <= TITLE_MAX and any(t for _, t in body[first + 1 :]):
         return line, body[:first] + body[first + 1 :]
     sentences = split_sentences(line)
     return (sentences[0] if sentences else line)[:60], body

@@ -31,6 +31,11 @@ def ends_sentence(line: str) -> bool:
     return last in SENTENCE_ENDS or (last == "." and _ENGLISH_END.search(t) is not None)
 
 
+def has_sentence(line: str) -> bool:
+    """Whether a line holds prose: it ends as a sentence or has a sentence end inside (「…を挙げる。詳細は…を参照」)."""
+    return ends_sentence(line) or any(end in line for end in SENTENCE_ENDS)
+
+
 def char_bigrams(text: str) -> set[str]:
     """The set of two-character substrings of text with whitespace removed (Japanese has no word breaks)."""
     t = _WHITESPACE.sub("", text)
