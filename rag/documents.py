@@ -35,7 +35,8 @@ ISLAND_MAX = 40  # characters: a sentence this short between two link lists is p
 _URL = re.compile(r"https?://[!-~]+|pic\.twitter\.com/[!-~]+")
 _SHORT_LINK = ("https://t.co/", "http://t.co/", "pic.twitter.com/")  # a tweet's link: says nothing itself
 _MD_LINK = re.compile(r"\[([^\]\n]+)\]\((\S+?)\)")
-_HASHTAG = re.compile(r"(?<=\s)#\w+")
+# Hashtags trailing a line (a tweet's "#nhk_news"); one inside a sentence (「#MeToo 運動」) is text.
+_HASHTAG = re.compile(r"(?<=\s)#\w+(?=(?:\s+#\w+)*\s*$)")
 _LINK_LABEL = ", opens new tab"  # screen-reader text of a news site's links, glued into sentences
 _SEPARATOR = re.compile(r"^(?:-{3,}|\*{3,}|_{3,}|={3,})$")
 _MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*$")

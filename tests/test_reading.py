@@ -233,3 +233,16 @@ def test_property_every_sentence_is_read_and_every_line_accounted_for(
         line = line.strip().lstrip("# ").strip()
         if line and line != "---":
             assert line in kept or line in dropped, line
+
+
+def test_addresses_and_hashtags_inside_sentences_stay(tmp_path: Path) -> None:
+    text = (
+        "検索サービス\n\n日本語版は https://www.google.co.jpでアクセス可能。\n\n"
+        "ハッシュタグ #MeToo 運動が広がった。\n\nhttps://example.jp/source\n"
+    )
+    reading = _read(tmp_path, "web.txt", text)
+    [doc] = reading.docs
+    assert "日本語版は https://www.google.co.jpでアクセス可能。" in doc.text
+    assert "ハッシュタグ #MeToo 運動が広がった。" in doc.text
+    assert doc.url == "https://www.google.co.jp"
+    assert [(d.line_no, d.rule) for d in reading.drops] == [(7, "url")]
