@@ -387,10 +387,10 @@ def clean_articles(articles: Sequence[Article]) -> tuple[list[CleanArticle], lis
     result: list[CleanArticle] = []
     for a, body in out:
         body = _drop_menu_runs(body, drops, keep_head=not a.title)
-        title = a.title
+        title, title_line = a.title, a.title_line
         if not title:
             body = _drop_breadcrumbs(a.lines, body, drops)
-            title, body = _title_from_body(body)
+            title, title_line, body = _title_from_body(body)
         paragraphs = [t for _, t in body if t]
         text_chars = sum(len(p) for p in paragraphs)
         if not paragraphs or (text_chars < MIN_ARTICLE_CHARS and not any(has_sentence(p) for p in paragraphs)):
@@ -398,7 +398,7 @@ def clean_articles(articles: Sequence[Article]) -> tuple[list[CleanArticle], lis
             for p in paragraphs:
                 drops.append(Drop(no_of.get(p, 0), p, "no article text"))
             if title and (paragraphs or a.title):
-                drops.append(Drop(a.title_line, title, "title without text"))
+                drops.append(Drop(title_line, title, "title without text"))
             continue
         result.append(CleanArticle(title=title, date=a.date, url=a.url, paragraphs=paragraphs))
     drops.sort(key=lambda d: d.line_no)  # stable: pieces of one line stay in the order found
@@ -494,16 +494,17 @@ def _drop_breadcrumbs(raw: list[Line], body: list[Line], drops: list[Drop]) -> l
     return kept
 
 
-def _title_from_body(body: list[Line]) -> tuple[str, list[Line]]:
-    """An untitled article's title: its first line if that is a headline, else the start of its first sentence."""
+def _title_from_body(body: list[Line]) -> tuple[str, int, list[Line]]:
+    """An untitled article's (title, its line, body): its first line if that is a headline, else the
+    start of its first sentence (which then stays in the body)."""
     first = next((i for i, (_, t) in enumerate(body) if t), None)
     if first is None:
-        return "", body
-    line = body[first][1]
+        return "", 0, body
+    no, line = body[first]
     if not has_sentence(line) and len(line) <= TITLE_MAX and any(t for _, t in body[first + 1 :]):
-        return line, body[:first] + body[first + 1 :]
+        return line, no, body[:first] + body[first + 1 :]
     sentences = split_sentences(line)
-    return (sentences[0] if sentences else line)[:60], body
+    return (sentences[0] if sentences else line)[:60], 0, body
 
 
 # ---------------------------------------------------------------------------------------------

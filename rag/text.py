@@ -10,6 +10,7 @@ SENTENCE_ENDS = "。．！？"
 # Closing brackets after an ender belong to the sentence: 「…と話した。」 is one sentence.
 _CLOSERS = "」』）)】]>＞\"'”’"
 _SENTENCE = re.compile(rf"[^{SENTENCE_ENDS}\n]+(?:[{SENTENCE_ENDS}]+[{re.escape(_CLOSERS)}]*)?")
+_HAS_END = re.compile(f"[{SENTENCE_ENDS}]")
 _CLOSERS_AND_SPACE = _CLOSERS + " \t\r\n"
 _WHITESPACE = re.compile(r"\s+")
 # An English sentence: a word, then "." (after closers) at the end of the line.
@@ -33,7 +34,7 @@ def ends_sentence(line: str) -> bool:
 
 def has_sentence(line: str) -> bool:
     """Whether a line holds prose: it ends as a sentence or has a sentence end inside (「…を挙げる。詳細は…を参照」)."""
-    return ends_sentence(line) or any(end in line for end in SENTENCE_ENDS)
+    return _HAS_END.search(line) is not None or ends_sentence(line)
 
 
 def char_bigrams(text: str) -> set[str]:
