@@ -37,6 +37,7 @@ _SHORT_LINK = ("https://t.co/", "http://t.co/", "pic.twitter.com/")  # a tweet's
 _MD_LINK = re.compile(r"\[([^\]\n]+)\]\((\S+?)\)")
 # Hashtags trailing a line (a tweet's "#nhk_news"); one inside a sentence (「#MeToo 運動」) is text.
 _HASHTAG = re.compile(r"(?<=\s)#\w+(?=(?:\s+#\w+)*\s*$)")
+_INLINE_HINT = re.compile(r"http|pic\.twitter|#|\]\(|, opens new tab")  # lines _strip_inline may change
 _LINK_LABEL = ", opens new tab"  # screen-reader text of a news site's links, glued into sentences
 _SEPARATOR = re.compile(r"^(?:-{3,}|\*{3,}|_{3,}|={3,})$")
 _MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*$")
@@ -354,7 +355,7 @@ def clean_articles(articles: Sequence[Article]) -> tuple[list[CleanArticle], lis
     for a in articles:
         if a.title:
             a.title = _strip_inline(a.title_line, a.title, drops)
-        kept = [(no, _strip_inline(no, t, drops) if t else "") for no, t in a.lines]
+        kept = [(no, _strip_inline(no, t, drops) if t and _INLINE_HINT.search(t) else t) for no, t in a.lines]
         work.append((a, kept))
     # Built only when some line ends with an ellipsis: most files have none.
     prefixes: dict[str, list[str]] | None = None
@@ -448,20 +449,23 @@ def _drop_menu_runs(body: list[Line], drops: list[Drop], *, keep_head: bool) -> 
         labels = sum(1 for i in run if _menu_like(body[i][1]))
         if len(run) >= MENU_RUN or (len(run) >= 3 and labels * 2 > len(run)):
             dropped.update(run)
-            rule = "link list" if len(run) >= MENU_RUN or labels * 2 > len(run) else "menu"
             for i in run:
-                drops.append(Drop(body[i][0], body[i][1], rule))
+                drops.append(Drop(body[i][0], body[i][1], "link list"))
+    if not dropped:
+        return body
     # A short sentence boxed in by link lists ("メールマガジンのご登録はこちらから。") belongs to them,
     # as long as the article keeps other sentences (a one-sentence page between menus stays whole).
     text = [i for i, (_, t) in enumerate(body) if t]
-    kept_sentences = [i for i in text if i not in dropped and has_sentence(body[i][1])]
-    for k, i in enumerate(text):
-        if i in dropped or len(body[i][1]) >= ISLAND_MAX or len(kept_sentences) < 2:
+    kept_sentences = sum(1 for i in text if i not in dropped and has_sentence(body[i][1]))
+    for k in range(1, len(text) - 1):
+        i = text[k]
+        if kept_sentences < 2:
+            break
+        if i in dropped or len(body[i][1]) >= ISLAND_MAX:
             continue
-        if 0 < k < len(text) - 1 and text[k - 1] in dropped and text[k + 1] in dropped:
+        if text[k - 1] in dropped and text[k + 1] in dropped:
             dropped.add(i)
-            if i in kept_sentences:
-                kept_sentences.remove(i)
+            kept_sentences -= has_sentence(body[i][1])
             drops.append(Drop(body[i][0], body[i][1], "between link lists"))
     return [line for i, line in enumerate(body) if i not in dropped]
 
