@@ -14,7 +14,7 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rag.text import ends_sentence, has_sentence, split_sentences
@@ -23,8 +23,6 @@ from rag.types import Document, Drop, FileReport, SkippedFile
 TEXT_SUFFIXES = (".txt", ".md")
 HTML_SUFFIXES = (".html", ".htm")
 SEED_SUFFIXES = TEXT_SUFFIXES + HTML_SUFFIXES
-# Bytes that decode as several Japanese encodings: the right one yields kana (see _japanese_ratio).
-JAPANESE_ENCODINGS = ("cp932", "euc_jp", "euc_jis_2004", "shift_jis", "iso2022_jp", "utf_8", "utf_16")
 MIN_ARTICLE_CHARS = 40  # a body shorter than this without one sentence is a stray caption, not an article
 SHORT_LINE = 15  # characters: below this a line without a sentence end is a label ("ニュース", "ワールド")
 MENU_RUN = 10  # this many non-sentence lines in a row are a link list or ranking: prose has sentences
@@ -353,18 +351,17 @@ def clean_articles(articles: Sequence[Article]) -> tuple[list[CleanArticle], lis
     # Pass 1, per line: inline junk, furniture lines, exact repeats, cut previews of a later full line.
     work: list[tuple[Article, list[Line]]] = []
     for a in articles:
-        if a.title:
-            a.title = _strip_inline(a.title_line, a.title, drops)
+        title = _strip_inline(a.title_line, a.title, drops) if a.title else a.title
         kept = [(no, _strip_inline(no, t, drops) if t and _INLINE_HINT.search(t) else t) for no, t in a.lines]
-        work.append((a, kept))
+        work.append((replace(a, title=title, lines=kept), a.lines))
     # Built only when some line ends with an ellipsis: most files have none.
     prefixes: dict[str, list[str]] | None = None
     seen_sentences: set[str] = set()  # file-wide: a sentence said twice (tweet preview, full text) is kept once
-    out: list[tuple[Article, list[Line]]] = []
-    for a, lines in work:
+    out: list[tuple[Article, list[Line], list[Line]]] = []
+    for a, raw in work:
         seen_labels: set[str] = {a.title} if a.title else set()  # per article: each post has its own 【概要】
         body: list[Line] = []
-        for no, line in lines:
+        for no, line in a.lines:
             if not line:
                 body.append((no, ""))
                 continue
@@ -374,7 +371,7 @@ def clean_articles(articles: Sequence[Article]) -> tuple[list[CleanArticle], lis
             elif line in seen_sentences or line in seen_labels:
                 drops.append(Drop(no, line, "repeated"))
             elif line.endswith(_ELLIPSES) and _is_cut_preview(
-                line, prefixes := prefixes if prefixes is not None else _prefix_index(t for _, ls in work for _, t in ls)
+                line, prefixes := prefixes if prefixes is not None else _prefix_index(t for w, _ in work for _, t in w.lines)
             ):
                 drops.append(Drop(no, line, "cut preview"))
             else:
@@ -382,15 +379,15 @@ def clean_articles(articles: Sequence[Article]) -> tuple[list[CleanArticle], lis
                 # sentences are unique file-wide; other lines repeat only within their article.
                 (seen_sentences if sentence else seen_labels).add(line)
                 body.append((no, line))
-        out.append((a, body))
+        out.append((a, raw, body))
 
     # Pass 2, per article: link lists (long runs of non-sentences), then breadcrumbs before an untitled head.
     result: list[CleanArticle] = []
-    for a, body in out:
+    for a, raw, body in out:
         body = _drop_menu_runs(body, drops, keep_head=not a.title)
         title, title_line = a.title, a.title_line
         if not title:
-            body = _drop_breadcrumbs(a.lines, body, drops)
+            body = _drop_breadcrumbs(raw, body, drops)
             title, title_line, body = _title_from_body(body)
         paragraphs = [t for _, t in body if t]
         text_chars = sum(len(p) for p in paragraphs)
