@@ -97,6 +97,32 @@ def jsquad_check(path: Path, tmp: Path) -> None:
             print(f"  not whole: {m}…")
 
 
+ENCODING_TEXTS = {
+    "title only": "円相場が急落",
+    "short": "東京都\n\n都は新しい条例を発表した。",
+    "paragraph": "円相場が急落\n\n13日の東京外国為替市場で円相場が急落し、1ドル=160円台をつけた。市場関係者は「介入への警戒感が強まっている」と話した。",
+}
+ENCODINGS = ("utf-8", "utf-8-sig", "utf-16", "cp932", "shift_jis", "euc_jp", "iso2022_jp")
+
+
+def encoding_table() -> None:
+    """charset-normalizer's best guess alone vs detect_encoding (with its help) on short Japanese texts."""
+    from charset_normalizer import from_bytes
+
+    from rag.documents import detect_encoding
+
+    print(f"{'text':<11}{'written as':<12}{'charset-normalizer':<22}{'detect_encoding':<18}")
+    for name, text in ENCODING_TEXTS.items():
+        for enc in ENCODINGS:
+            data = text.encode(enc)
+            best = from_bytes(data).best()
+            alone = "ok" if best is not None and str(best) == text else "WRONG"
+            guess = f"{best.encoding if best else None} {alone}"
+            decoded, used = detect_encoding(data)
+            ours = f"{used} {'ok' if decoded == text else 'WRONG'}"
+            print(f"{name:<11}{enc:<12}{guess:<22}{ours:<18}")
+
+
 def main() -> None:
     """Write the files to a temporary folder, read each once and print the times."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -104,7 +130,10 @@ def main() -> None:
     parser.add_argument("--html-mb", type=float, default=5, help="size of the HTML page in MB (0: none)")
     parser.add_argument("--encoding", default="utf-8", help="encoding of the text files (e.g. cp932)")
     parser.add_argument("--jsquad", type=Path, help="a SQuAD-format JSON file (JSQuAD valid) to read back as files")
+    parser.add_argument("--encodings", action="store_true", help="print the encoding detection table first")
     args = parser.parse_args()
+    if args.encodings:
+        encoding_table()
     with tempfile.TemporaryDirectory() as tmp:
         if args.jsquad:
             jsquad_check(args.jsquad, Path(tmp))

@@ -106,6 +106,14 @@ def _japanese_ratio(text: str) -> float:
     return kana / max(len(text), 1)
 
 
+_JAPANESE_CODECS = ("cp932", "shift_jis", "euc_j", "iso2022_jp")  # euc_j: euc_jp, euc_jis_2004
+_NOT_JAPANESE = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af\uff61-\uff9f\x00-\x08\x0e-\x1f]")
+
+
+def _looks_japanese(text: str) -> bool:
+    return _KANA_OR_KANJI.search(text) is not None and _NOT_JAPANESE.search(text) is None
+
+
 def _controls(text: str) -> int:
     return sum(1 for ch in text if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r\f")
 
@@ -122,7 +130,7 @@ def detect_encoding(data: bytes) -> tuple[str, str]:
             raise UnreadableFileError(f"starts with a UTF-16 mark but does not decode ({exc.reason})") from exc
     if b"\x00" in data:
         raise UnreadableFileError("binary file (contains NUL bytes), not text")
-    # ISO-2022-JP is 7-bit: its escape sequences ("ESC $ B") name it unambiguously; being 7-bit it is valid UTF-8 too, so look first.
+    # ISO-2022-JP's escape sequences ("ESC $ B") name it; being 7-bit it is valid UTF-8 too, so look first.
     if b"\x1b$B" in data or b"\x1b$@" in data or b"\x1b(J" in data:
         for name in ("iso2022_jp", "iso2022_jp_2", "iso2022_jp_ext"):
             try:
@@ -136,11 +144,13 @@ def detect_encoding(data: bytes) -> tuple[str, str]:
         pass
     from charset_normalizer import from_bytes
 
-    # charset-normalizer's best guess is wrong for very short legacy Japanese: measured on
-    # "円相場が急落" in EUC-JP it says cp949 (Korean). Among its candidates, take the one that
-    # decodes to the most kana; its own order breaks ties.
+    # charset-normalizer's best guess is wrong for very short legacy Japanese (bench/reading.py
+    # --encodings): "円相場が急落" in EUC-JP comes out as cp949 (Korean), "東京都" as Big5,
+    # "国会議員選挙" in cp932 as cp949. Help, as measured: prefer a Japanese codec whose text
+    # looks Japanese (no Hangul, no half-width katakana, no control characters), with the
+    # most kana; its own order breaks ties. Otherwise its best guess stands.
     candidates = [(str(m), m.encoding) for m in from_bytes(data)]
-    for name in ("cp932", "euc_jp"):  # also try the two usual ones, in case it proposed neither
+    for name in ("cp932", "euc_jp"):  # the two usual ones, in case it proposed neither
         if all(enc != name for _, enc in candidates):
             try:
                 candidates.append((data.decode(name), name))
@@ -148,7 +158,8 @@ def detect_encoding(data: bytes) -> tuple[str, str]:
                 pass
     if not candidates:
         raise UnreadableFileError(_NOT_TEXT)
-    text, encoding = max(candidates, key=lambda c: _japanese_ratio(c[0]))
+    japanese = [c for c in candidates if c[1].startswith(_JAPANESE_CODECS) and _looks_japanese(c[0])]
+    text, encoding = max(japanese, key=lambda c: _japanese_ratio(c[0])) if japanese else candidates[0]
     if not _KANA_OR_KANJI.search(text) or _controls(text) > len(text) / 100:
         raise UnreadableFileError(_NOT_TEXT)
     return text, encoding

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rag.documents import (
+    detect_encoding,
     format_reading,
     list_seed_files,
     load_documents,
@@ -246,3 +247,11 @@ def test_addresses_and_hashtags_inside_sentences_stay(tmp_path: Path) -> None:
     assert "ハッシュタグ #MeToo 運動が広がった。" in doc.text
     assert doc.url == "https://www.google.co.jp"
     assert [(d.line_no, d.rule) for d in reading.drops] == [(7, "url")]
+
+
+@pytest.mark.parametrize("encoding", ["cp932", "euc_jp", "iso2022_jp", "utf-16"])
+@pytest.mark.parametrize("word", ["東京都", "経済", "円相場が急落", "国会議員選挙", "日本銀行"])
+def test_very_short_legacy_texts_are_not_taken_for_korean_or_chinese(encoding: str, word: str) -> None:
+    # charset-normalizer alone says cp949 or Big5 for several of these (bench/reading.py --encodings).
+    text, _ = detect_encoding(word.encode(encoding))
+    assert text == word
