@@ -255,3 +255,15 @@ def test_very_short_legacy_texts_are_not_taken_for_korean_or_chinese(encoding: s
     # charset-normalizer alone says cp949 or Big5 for several of these (bench/reading.py --encodings).
     text, _ = detect_encoding(word.encode(encoding))
     assert text == word
+
+
+def test_rag_inspect_prints_articles_and_drops(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rag.cli import main
+
+    path = tmp_path / "page.txt"
+    path.write_text("ホーム\nニュース\n円相場が急落\n\n" + BODY + "\n", encoding="utf-8")
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "=== 記事 1: 円相場が急落" in out and SENTENCES[1] in out
+    assert "1行 [menu] ホーム" in out
+    assert main(["inspect", str(tmp_path / "missing.txt")]) == 2
