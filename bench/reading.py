@@ -34,12 +34,35 @@ def article(n: int) -> str:
     return ARTICLE.format(n=n, k=n * 7 % 1000 + n, d=n % 13, p=n % 100, date=f"2025年{n % 12 + 1}月{n % 28 + 1}日")
 
 
-def text_of_size(mb: float) -> str:
-    """Generated articles adding up to about mb megabytes of UTF-8."""
+PROSE = (
+    "{title}\n\n{date}\n\n"
+    + "\n\n".join(
+        f"第{{n}}回の調査{i}では、市内の{{k}}世帯のうち{{p}}%が回答し、前回より{{d}}件多い報告があった。"
+        "担当者は「結果を詳しく分析し、来年度の計画に反映したい」と話しており、詳しい内容は今月末に公表される予定だ。"
+        for i in range(6)
+    )
+    + "\n---\n"
+)
+
+
+def prose_article(n: int) -> str:
+    """A generated article shaped like the seed pages' text: a title, a date, long paragraphs."""
+    return PROSE.format(
+        title=f"第{n}回の調査結果", n=n, k=n * 7 % 1000 + n, d=n % 13, p=n % 100, date=f"2025年{n % 12 + 1}月{n % 28 + 1}日"
+    )
+
+
+def text_of_size(mb: float, *, kind: str = "menus") -> str:
+    """Generated articles adding up to about mb megabytes of UTF-8.
+
+    kind="menus": short lines, half of them menus and link lists (about 36,000 lines per MB, a worst
+    case for per-line work); kind="prose": long paragraphs (about 6,000 lines per MB, like the seeds).
+    """
+    make = article if kind == "menus" else prose_article
     parts, size, n = [], 0, 0
     target = int(mb * 1_000_000)
     while size < target:
-        a = article(n)
+        a = make(n)
         parts.append(a)
         size += len(a.encode("utf-8"))
         n += 1
@@ -138,23 +161,25 @@ def main() -> None:
         if args.jsquad:
             jsquad_check(args.jsquad, Path(tmp))
         files = []
-        for mb in args.sizes:
-            path = Path(tmp) / f"text_{mb:g}mb.txt"
-            path.write_bytes(text_of_size(mb).encode(args.encoding))
-            files.append(path)
+        for kind in ("prose", "menus"):
+            for mb in args.sizes:
+                path = Path(tmp) / f"{kind}_{mb:g}mb.txt"
+                path.write_bytes(text_of_size(mb, kind=kind).encode(args.encoding))
+                files.append(path)
         if args.html_mb:
             path = Path(tmp) / f"page_{args.html_mb:g}mb.html"
             path.write_text(html_of_size(args.html_mb), encoding="utf-8")
             files.append(path)
-        print(f"{'file':<22}{'MB':>8}{'seconds':>10}{'articles':>10}{'kept chars':>12}{'dropped':>10}  encoding")
+        print(f"{'file':<22}{'MB':>8}{'lines':>10}{'seconds':>10}{'articles':>10}{'kept chars':>12}{'dropped':>10}  encoding")
         for path in files:
             started = time.perf_counter()
             reading = read_file(path)
             seconds = time.perf_counter() - started
             r = reading.report
             mb = path.stat().st_size / 1e6
+            lines = path.read_bytes().count(b"\n")
             print(
-                f"{path.name:<22}{mb:>8.1f}{seconds:>10.2f}{r.articles:>10}{r.kept_chars:>12}{r.dropped_chars:>10}"
+                f"{path.name:<22}{mb:>8.1f}{lines:>10}{seconds:>10.2f}{r.articles:>10}{r.kept_chars:>12}{r.dropped_chars:>10}"
                 f"  {reading.encoding}"
             )
 

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import re
 import unicodedata
@@ -421,11 +422,14 @@ def _is_cut_preview(line: str, prefixes: dict[str, list[str]]) -> bool:
     return any(other != line and other.startswith(stem) for other in prefixes.get(stem[:10], ()))
 
 
+_TEASER_ENDS = ("!", "?", *_ELLIPSES)
+
+
 def _breaks_run(line: str) -> bool:
     """Prose or a table row ends a run of menu lines; a teaser with a 。 inside but a "!" at the end does not."""
-    if line.startswith("|"):  # a Markdown table row is content, like a sentence
+    if line[0] == "|":  # a Markdown table row is content, like a sentence
         return True
-    return has_sentence(line) and not line.endswith(("!", "?", *_ELLIPSES))
+    return has_sentence(line) and not line.endswith(_TEASER_ENDS)
 
 
 def _drop_menu_runs(body: list[Line], drops: list[Drop], *, keep_head: bool) -> list[Line]:
@@ -479,22 +483,29 @@ def _drop_menu_runs(body: list[Line], drops: list[Drop], *, keep_head: bool) -> 
 
 
 def _drop_breadcrumbs(raw: list[Line], body: list[Line], drops: list[Drop]) -> list[Line]:
-    """Short labels above an untitled article's headline ("ニュース", "ウクライナ戦争") are a site's breadcrumbs.
+    """Short labels stacked above an untitled article's headline ("ニュース", "ウクライナ戦争") are breadcrumbs.
 
-    When the labels run into the first sentence, the last of them is the title (「東京都」) and stays.
+    Only labels that share their paragraph with another line count: a short line alone in its
+    paragraph is a title (「東京都」, 「第3回の調査結果」 above a date line) and stays. When the
+    stacked labels run into the first sentence, the last of them is the title and stays too.
     """
-    head: list[int] = []  # raw line numbers of the short labels before the first headline or sentence
-    reached_sentence = False
-    for no, t in raw:
+    head: list[int] = []  # indices into raw of the short labels before the first headline or sentence
+    reached_sentence = True  # labels only: keep the last one as the title of whatever follows
+    for i, (_, t) in enumerate(raw):
         if not t:
             continue
         if has_sentence(t) or len(t) >= SHORT_LINE:
             reached_sentence = has_sentence(t)
             break
-        head.append(no)
-    else:
-        reached_sentence = True  # labels only: keep the last one as the title of whatever follows
-    crumbs = set(head[:-1] if reached_sentence else head)
+        head.append(i)
+
+    def stacked(i: int) -> bool:
+        return (i > 0 and bool(raw[i - 1][1])) or (i + 1 < len(raw) and bool(raw[i + 1][1]))
+
+    labels = [i for i in head if stacked(i)]
+    if reached_sentence and labels and labels[-1] == head[-1]:
+        labels.pop()  # the label right above the text is its title
+    crumbs = {raw[i][0] for i in labels}
     if not crumbs:
         return body
     kept = []
@@ -561,7 +572,19 @@ def read_articles(path: Path, data: bytes | None = None) -> tuple[list[Article],
 
 def read_file(path: Path, *, root: Path | None = None) -> FileReading:
     """Read one seed file; a file with no usable article comes back with status "skipped" and a reason."""
-    path = Path(path)
+    # A big file becomes millions of small strings and tuples, and the cyclic garbage collector
+    # rescans the growing heap again and again (a third of the time on a 10 MB file). Reading
+    # makes no reference cycles worth collecting, so the collector waits until the file is read.
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _read_file(Path(path), root=root)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _read_file(path: Path, *, root: Path | None) -> FileReading:
     source = path.relative_to(root).as_posix() if root else path.name
     try:
         articles, encoding = read_articles(path)

@@ -267,3 +267,9 @@ def test_rag_inspect_prints_articles_and_drops(tmp_path: Path, capsys: pytest.Ca
     assert "=== 記事 1: 円相場が急落" in out and SENTENCES[1] in out
     assert "1行 [menu] ホーム" in out
     assert main(["inspect", str(tmp_path / "missing.txt")]) == 2
+
+
+def test_short_title_above_a_date_line_stays_the_title(tmp_path: Path) -> None:
+    [doc] = _read(tmp_path, "dated.txt", "第3回の調査結果\n\n2025年1月1日\n\n" + BODY).docs
+    assert (doc.title, doc.date) == ("第3回の調査結果", "2025-01-01")
+    assert all(s in doc.text for s in SENTENCES)
