@@ -88,7 +88,7 @@ _MONTHS = {
 # Says which encodings were tried; a user can re-save the file as UTF-8.
 _NOT_TEXT = "not UTF-8, Shift_JIS or EUC-JP text (nor UTF-16 or ISO-2022-JP); save it as UTF-8"
 
-Line = tuple[int, str]  # (1-based line number in the decoded text, or 0 for HTML; text)
+Line = tuple[int, str]  # (1-based line number in the decoded text, for HTML in the extracted main text; text)
 
 
 class UnreadableFileError(ValueError):
@@ -202,6 +202,8 @@ class Article:
     url: str | None = None
     lines: list[Line] = field(default_factory=list)  # "" lines mark paragraph breaks
     title_next: bool = False  # after a blog's day header the next line is the title, however short
+    html: bool = False  # lines come from trafilatura: one per block element, menus it let in stacked on top
+    headers: list[Line] = field(default_factory=list)  # lines the reader turned into metadata (date headers, bylines)
 
     def has_text(self) -> bool:
         return bool(self.title) or any(text for _, text in self.lines)
@@ -246,7 +248,7 @@ def read_text_articles(text: str) -> list[Article]:
             continue
         dated = "年" in line and "日" in line
         if dated and (m := _DAY_HEADER.match(line)):
-            start(date=normalize_date(m["date"]), title_next=True)
+            start(date=normalize_date(m["date"]), title_next=True).headers.append((no, line))
             continue
         if dated and (m := _TITLE_WITH_DATE.match(line)):
             start(title=m["title"], title_line=no, date=normalize_date(m["date"]))
@@ -261,6 +263,7 @@ def read_text_articles(text: str) -> list[Article]:
             elif cur.title and not cur.lines:
                 headline, cur.title = (cur.title_line, cur.title), None
             new = start(date=normalize_date(m["date"]))
+            new.headers.append((no, line))
             if headline:
                 new.title, new.title_line = headline[1], headline[0]
             continue
@@ -275,19 +278,18 @@ def read_html_articles(html: str) -> list[Article]:
     """Main text of a saved web page with its title, date and URL (trafilatura); one article per page."""
     import trafilatura
 
-    # favor_recall: a short news page otherwise loses paragraphs; the cleaning step drops the menus it lets in.
+    # favor_recall: losing a paragraph of the article is worse than letting a menu in, which the
+    # cleaning step then drops (on the test pages both settings give the same text).
     doc = trafilatura.bare_extraction(
         html, with_metadata=True, include_comments=False, include_tables=True, favor_recall=True
     )
     if doc is None or not (doc.text or "").strip():
         return []
-    lines: list[Line] = []
-    for raw in doc.text.splitlines():
-        lines.append((0, _normalize_line(raw)))
-        lines.append((0, ""))  # trafilatura puts one paragraph per line
+    # One paragraph per line; numbered as lines of the extracted text (the page's own lines mean little).
+    lines: list[Line] = [(no, _normalize_line(raw)) for no, raw in enumerate(doc.text.splitlines(), start=1)]
     title = _normalize_line(doc.title) if doc.title else None
     date = normalize_date(doc.date) if doc.date else None
-    return [Article(title=title or None, date=date, url=doc.url or None, lines=lines)]
+    return [Article(title=title or None, date=date, url=doc.url or None, lines=lines, html=True)]
 
 
 def _first_url(raw: str) -> str | None:
@@ -396,10 +398,13 @@ def clean_articles(articles: Sequence[Article]) -> tuple[list[CleanArticle], lis
     # Pass 2, per article: link lists (long runs of non-sentences), then breadcrumbs before an untitled head.
     result: list[CleanArticle] = []
     for a, raw, body in out:
+        for no, t in a.headers:
+            drops.append(Drop(no, t, "header"))  # its date (and author) became the article's metadata
         body = _drop_menu_runs(body, drops, keep_head=not a.title)
         title, title_line = a.title, a.title_line
+        if not title or a.html:
+            body = _drop_breadcrumbs(raw, body, drops, titled=bool(title))
         if not title:
-            body = _drop_breadcrumbs(raw, body, drops)
             title, title_line, body = _title_from_body(body)
         paragraphs = [t for _, t in body if t]
         text_chars = sum(len(p) for p in paragraphs)
@@ -482,12 +487,13 @@ def _drop_menu_runs(body: list[Line], drops: list[Drop], *, keep_head: bool) -> 
     return [line for i, line in enumerate(body) if i not in dropped]
 
 
-def _drop_breadcrumbs(raw: list[Line], body: list[Line], drops: list[Drop]) -> list[Line]:
+def _drop_breadcrumbs(raw: list[Line], body: list[Line], drops: list[Drop], *, titled: bool) -> list[Line]:
     """Short labels stacked above an untitled article's headline ("ニュース", "ウクライナ戦争") are breadcrumbs.
 
     Only labels that share their paragraph with another line count: a short line alone in its
     paragraph is a title (「東京都」, 「第3回の調査結果」 above a date line) and stays. When the
-    stacked labels run into the first sentence, the last of them is the title and stays too.
+    stacked labels run into the first sentence, the last of them is the title and stays too
+    (unless the article has a title already: a web page's, from its metadata). Dates are not labels.
     """
     head: list[int] = []  # indices into raw of the short labels before the first headline or sentence
     reached_sentence = True  # labels only: keep the last one as the title of whatever follows
@@ -497,13 +503,14 @@ def _drop_breadcrumbs(raw: list[Line], body: list[Line], drops: list[Drop]) -> l
         if has_sentence(t) or len(t) >= SHORT_LINE:
             reached_sentence = has_sentence(t)
             break
-        head.append(i)
+        if not _DATE_IN_TEXT.search(t):
+            head.append(i)
 
     def stacked(i: int) -> bool:
         return (i > 0 and bool(raw[i - 1][1])) or (i + 1 < len(raw) and bool(raw[i + 1][1]))
 
     labels = [i for i in head if stacked(i)]
-    if reached_sentence and labels and labels[-1] == head[-1]:
+    if reached_sentence and not titled and labels and labels[-1] == head[-1]:
         labels.pop()  # the label right above the text is its title
     crumbs = {raw[i][0] for i in labels}
     if not crumbs:

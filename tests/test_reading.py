@@ -273,3 +273,15 @@ def test_short_title_above_a_date_line_stays_the_title(tmp_path: Path) -> None:
     [doc] = _read(tmp_path, "dated.txt", "第3回の調査結果\n\n2025年1月1日\n\n" + BODY).docs
     assert (doc.title, doc.date) == ("第3回の調査結果", "2025-01-01")
     assert all(s in doc.text for s in SENTENCES)
+
+
+def test_menu_links_trafilatura_lets_in_above_a_short_page_are_dropped(tmp_path: Path) -> None:
+    page = (
+        '<html><head><meta charset="utf-8"><title>東京都</title></head><body>'
+        '<nav><a href="/">ホーム</a> <a href="/n">ニュース</a></nav>'
+        '<div class="c"><p>都は新しい条例を発表した。</p></div><footer><a href="/a">会社概要</a></footer></body></html>'
+    )
+    reading = _read(tmp_path, "tokyo.html", page)
+    [doc] = reading.docs
+    assert (doc.title, doc.text) == ("東京都", "都は新しい条例を発表した。")
+    assert {d.text for d in reading.drops} >= {"ホーム", "ニュース"}
