@@ -43,7 +43,8 @@ def cmd_build(args: argparse.Namespace) -> int:
             continue
         print(f"  {f.path}: {f.articles} 記事, {f.kept_chars} 文字を索引, {f.dropped_chars} 文字を除外 ({f.status})")
     if len(report.skipped) > SKIPPED_SHOWN:
-        print("  " + summarize_skipped(report.skipped, limit=SKIPPED_SHOWN))
+        where = f"{report.index_dir}/manifest.json (skipped)"
+        print("  " + summarize_skipped(report.skipped, limit=SKIPPED_SHOWN, full_list=where))
         print("  1 ファイルずつの読み方は `rag inspect FILE` で見られます。")
     else:
         for skipped in report.skipped:

@@ -669,8 +669,8 @@ def format_reading(reading: FileReading) -> str:
     return "\n".join(out)
 
 
-def summarize_skipped(skipped: Sequence[SkippedFile], *, limit: int = 5) -> str:
-    """One readable paragraph about skipped files: counts per reason and the first few names."""
+def summarize_skipped(skipped: Sequence[SkippedFile], *, limit: int = 5, full_list: str = "") -> str:
+    """One readable paragraph about skipped files: counts per reason, the first few names, where the full list is."""
     if not skipped:
         return ""
     by_reason: dict[str, list[str]] = {}
@@ -681,4 +681,5 @@ def summarize_skipped(skipped: Sequence[SkippedFile], *, limit: int = 5) -> str:
         names = by_reason[reason]
         shown = ", ".join(names[:limit]) + (f" ほか {len(names) - limit} 件" if len(names) > limit else "")
         parts.append(f"{count} 件: {reason} ({shown})")
-    return f"{len(skipped)} ファイルをスキップしました。" + " / ".join(parts)
+    where = f" 全件の一覧: {full_list}" if full_list else ""
+    return f"{len(skipped)} ファイルをスキップしました。" + " / ".join(parts) + where

@@ -175,6 +175,8 @@ def test_skipped_files_are_summarized_in_one_paragraph() -> None:
     text = summarize_skipped(skipped, limit=3)
     assert "1160" in text and "1159 件" in text and "f0.txt, f1.txt, f2.txt ほか 1156 件" in text
     assert "f3.txt" not in text and "\n" not in text
+    assert summarize_skipped(skipped, full_list="index/manifest.json").endswith("index/manifest.json")
+    assert summarize_skipped([]) == ""
 
 
 def test_an_empty_file_is_skipped_with_a_reason(tmp_path: Path) -> None:
