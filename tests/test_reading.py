@@ -287,3 +287,10 @@ def test_menu_links_trafilatura_lets_in_above_a_short_page_are_dropped(tmp_path:
     [doc] = reading.docs
     assert (doc.title, doc.text) == ("東京都", "都は新しい条例を発表した。")
     assert {d.text for d in reading.drops} >= {"ホーム", "ニュース"}
+
+
+def test_markdown_link_keeps_its_text(tmp_path: Path) -> None:
+    reading = _read(tmp_path, "link.md", "# 円相場\n\n[財務省の発表](https://example.jp/mof)によると、介入はなかった。\n")
+    [doc] = reading.docs
+    assert doc.text == "財務省の発表によると、介入はなかった。"
+    assert [(d.text, d.rule) for d in reading.drops] == [("https://example.jp/mof", "url")]
