@@ -210,7 +210,8 @@ _title = st.one_of(st.none(), _JA.filter(lambda s: len(s) <= 30))
 _article = st.tuples(_title, st.lists(_paragraph, min_size=1, max_size=4), st.booleans())
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# database=None: no .hypothesis folder in the repository; the examples are re-drawn each run.
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(articles=st.lists(_article, min_size=1, max_size=3), crlf=st.booleans(), menus=st.booleans())
 def test_property_every_sentence_is_read_and_every_line_accounted_for(
     tmp_path: Path, articles: list, crlf: bool, menus: bool
