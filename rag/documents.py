@@ -26,7 +26,7 @@ HTML_SUFFIXES = (".html", ".htm")
 SEED_SUFFIXES = TEXT_SUFFIXES + HTML_SUFFIXES
 MIN_ARTICLE_CHARS = 40  # a body shorter than this without one sentence is a stray caption, not an article
 SHORT_LINE = 15  # characters: below this a line without a sentence end is a label ("ニュース", "ワールド")
-MENU_RUN = 10  # this many non-sentence lines in a row are a link list or ranking: prose has sentences
+MENU_RUN = 10  # this many non-sentence lines in a row, a third of them labels, are a link list or ranking
 TITLE_MAX = 100
 ISLAND_MAX = 40  # characters: a sentence this short between two link lists is part of them
 
@@ -347,8 +347,14 @@ def _strip_inline(no: int, line: str, drops: list[Drop]) -> str:
     return re.sub(r"\s{2,}", " ", line).strip()
 
 
+# An item of a list someone typed ("- 日時: 3月1日", "・場所: 東京", "1. 概要"): content, not a menu label.
+_LIST_ITEM = re.compile(r"^(?:[-*+・]\s*\S|\d{1,2}[.)．]\s*\S|[（(]\d{1,2}[)）])")
+
+
 def _menu_like(line: str) -> bool:
-    return len(line) < SHORT_LINE or line.startswith("•") or line.endswith(_ELLIPSES)
+    if line.startswith("•") or line.endswith(_ELLIPSES):  # a rendered link list bullet, a cut teaser
+        return True
+    return len(line) < SHORT_LINE and _LIST_ITEM.match(line) is None
 
 
 def _prefix_index(lines: Iterable[str], k: int = 10) -> dict[str, list[str]]:
@@ -464,7 +470,8 @@ def _drop_menu_runs(body: list[Line], drops: list[Drop], *, keep_head: bool) -> 
     dropped: set[int] = set()
     for run in runs:
         labels = sum(1 for i in run if _menu_like(body[i][1]))
-        if len(run) >= MENU_RUN or (len(run) >= 3 and labels * 2 > len(run)):
+        # Mostly labels, or long and a third labels: a typed list of facts has no labels and stays.
+        if (len(run) >= 3 and labels * 2 > len(run)) or (len(run) >= MENU_RUN and labels * 3 >= len(run)):
             dropped.update(run)
             for i in run:
                 drops.append(Drop(body[i][0], body[i][1], "link list"))

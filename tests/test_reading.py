@@ -295,3 +295,10 @@ def test_markdown_link_keeps_its_text(tmp_path: Path) -> None:
     [doc] = reading.docs
     assert doc.text == "財務省の発表によると、介入はなかった。"
     assert [(d.text, d.rule) for d in reading.drops] == [("https://example.jp/mof", "url")]
+
+
+def test_a_typed_list_of_facts_is_content(tmp_path: Path) -> None:
+    text = "# 説明会のお知らせ\n\n市は説明会を開く。\n\n- 日時: 3月1日\n- 場所: 市役所\n- 料金: 無料\n\n申し込みは不要だ。\n"
+    [doc] = _read(tmp_path, "list.md", text).docs
+    for item in ("- 日時: 3月1日", "- 場所: 市役所", "- 料金: 無料"):
+        assert item in doc.text
