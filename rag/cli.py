@@ -38,7 +38,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         print(f"索引は最新です ({report.docs} 記事, {report.chunks} passages): {report.index_dir}/")
     else:
         print(f"完了: {report.docs} 記事, {report.chunks} passages, {report.seconds:.1f} 秒 -> {report.index_dir}/")
-    for f in getattr(report, "files", None) or []:  # per-file numbers, when the index build reports them
+    for f in report.files:  # per-file numbers (empty until the index build fills BuildReport.files)
         if f.status == "skipped":
             continue
         print(f"  {f.path}: {f.articles} 記事, {f.kept_chars} 文字を索引, {f.dropped_chars} 文字を除外 ({f.status})")
