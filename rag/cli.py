@@ -1,4 +1,4 @@
-"""`rag build`, `rag ask`, `rag serve`, `rag models`: the command line. RagError -> message + exit code."""
+"""`rag build`, `rag inspect`, `rag ask`, `rag serve`, `rag models`: the command line. RagError -> message + exit code."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import unicodedata
 from collections.abc import Sequence
 
 from rag.config import Settings
+from rag.documents import summarize_skipped
 from rag.errors import RagError
 
 EXIT_ERROR = 2
+SKIPPED_SHOWN = 5  # more skipped files than this are summarized per reason, not listed one by one
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -36,8 +38,30 @@ def cmd_build(args: argparse.Namespace) -> int:
         print(f"索引は最新です ({report.docs} 記事, {report.chunks} passages): {report.index_dir}/")
     else:
         print(f"完了: {report.docs} 記事, {report.chunks} passages, {report.seconds:.1f} 秒 -> {report.index_dir}/")
-    for skipped in report.skipped:
-        print(f"  スキップ: {skipped.path}: {skipped.reason}")
+    for f in report.files:  # per-file numbers (empty until the index build fills BuildReport.files)
+        if f.status == "skipped":
+            continue
+        print(f"  {f.path}: {f.articles} 記事, {f.kept_chars} 文字を索引, {f.dropped_chars} 文字を除外 ({f.status})")
+    if len(report.skipped) > SKIPPED_SHOWN:
+        where = f"{report.index_dir}/manifest.json (skipped)"
+        print("  " + summarize_skipped(report.skipped, limit=SKIPPED_SHOWN, full_list=where))
+        print("  1 ファイルずつの読み方は `rag inspect FILE` で見られます。")
+    else:
+        for skipped in report.skipped:
+            print(f"  スキップ: {skipped.path}: {skipped.reason}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """Show how one file is read: each article (title, date, URL, body) and what was dropped, with the rule."""
+    from pathlib import Path
+
+    from rag.documents import format_reading, read_file
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise RagError(f"{path} is not a file. Give the path of one .txt, .md, .html or .htm file.")
+    print(format_reading(read_file(path)))
     return 0
 
 
@@ -179,6 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--if-stale", action="store_true", help="記事や設定が変わったときだけ作り直す")
     p.add_argument("--quiet", action="store_true", help="進捗バーを出さない")
     p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("inspect", help="1 ファイルの読み方 (記事・除外した行とその理由) を表示する")
+    p.add_argument("file", help=".txt / .md / .html / .htm のファイル")
+    p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("ask", help="質問に答える")
     p.add_argument("question")

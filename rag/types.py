@@ -83,7 +83,7 @@ class SkippedFile:
 class Drop:
     """A piece of a file the cleaning step left out of the articles, and the rule that dropped it."""
 
-    line_no: int  # 1-based line of the decoded text (0 when the format has no lines, e.g. HTML)
+    line_no: int  # 1-based line of the decoded text (HTML: of the main text extracted from the page)
     text: str
     rule: str  # short rule name shown by `rag inspect`, e.g. "menu", "repeated", "link list"
 
