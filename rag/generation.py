@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Protocol
 
 from rag.errors import ModelError, PromptTooLongError
+from rag.text import char_bigrams
 from rag.types import Hit
 
 # Reused from llama.cpp's cache on every question (the same prefix), so its length costs no time.
@@ -51,13 +52,8 @@ _GRAMMAR_BIGRAM = re.compile(r"[\u3040-\u309f]{2}")  # です, ます, ている
 RANK_PENALTY = 0.05  # a sentence of a lower-ranked passage needs a little more overlap to be picked
 
 
-def _bigrams(text: str) -> set[str]:
-    t = re.sub(r"\s", "", text)
-    return {t[i : i + 2] for i in range(len(t) - 1)}
-
-
 def _content_bigrams(text: str) -> set[str]:
-    return {g for g in _bigrams(text) if not _GRAMMAR_BIGRAM.fullmatch(g)}
+    return {g for g in char_bigrams(text) if not _GRAMMAR_BIGRAM.fullmatch(g)}
 
 
 def _sentences(text: str) -> list[tuple[int, str]]:
@@ -80,10 +76,10 @@ def _join(picked: list[tuple[int, str]]) -> str:
 def _per_passage(question: str, text: str) -> str:
     sentences = _sentences(text)
     if len(sentences) > SENTENCES_PER_PASSAGE:
-        asked = _bigrams(question)
+        asked = char_bigrams(question)
         ranked = sorted(
             range(len(sentences)),
-            key=lambda i: -len(_bigrams(sentences[i][1]) & asked) / (len(_bigrams(sentences[i][1])) ** 0.5 + 1),
+            key=lambda i: -len(char_bigrams(sentences[i][1]) & asked) / (len(char_bigrams(sentences[i][1])) ** 0.5 + 1),
         )
         sentences = [sentences[i] for i in sorted(ranked[:SENTENCES_PER_PASSAGE])]
     return _join(sentences)
