@@ -29,3 +29,7 @@ class SeedsError(RagError):
 
 class PromptTooLongError(RagError):
     """The question, history and passages do not fit in the model's context window."""
+
+
+class QuestionError(RagError):
+    """The question is empty, too long or not text."""

@@ -12,13 +12,17 @@ from rag.answertype import answer_phrase, misfit
 from rag.citations import REFUSAL_TEXT, attach_citations, is_refusal, phrase_found
 from rag.config import Settings
 from rag.embedding import Embedder
-from rag.errors import RagError
+from rag.errors import QuestionError
 from rag.generation import Generator, build_messages
 from rag.retrieval import Retriever
 from rag.types import Answer, BuildReport, Citation, Hit, SkippedFile
 
 History = Sequence[tuple[str, str]]  # (question, answer text) of earlier turns, oldest first
 MAX_HISTORY_TURNS = 2  # older turns cost prompt tokens and rarely matter for a follow-up
+MAX_QUESTION_CHARS = 1000  # a question, not an article: longer ones are refused with a message
+# Control characters (a pasted NUL, an escape sequence) mean nothing in a question; tabs and line
+# breaks are kept as spaces.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 # A question that points back (その町, 彼, 同社 ...), opens with a connective (では, じゃあ, ほかに)
 # or is too short to name its topic (「ハリコフは?」) continues the conversation. Any other question
@@ -32,6 +36,21 @@ _POINTS_BACK = re.compile(
 _CONNECTIVE = re.compile(r"^(?:では|じゃあ|じゃ|それでは|それなら|なら|ほかに|他に|また|さらに|あと|一方)")
 _TOPIC_CHARS = re.compile(r"[^\s\u3040-\u309f、。,.!?！？「」]")  # what is not grammar or punctuation
 MIN_TOPIC_CHARS = 5  # 「ハリコフは?」 (4) and 「次回はいつ?」 (2) lean on the conversation
+
+
+def clean_question(question: str) -> str:
+    """The question as the pipeline reads it: control characters removed, spaces trimmed; checked."""
+    if not isinstance(question, str):
+        raise QuestionError(f"The question must be text, not {type(question).__name__}.")
+    question = _CONTROL.sub("", question).strip()
+    if not question:
+        raise QuestionError("The question is empty. Ask something about the articles. (質問を入力してください。)")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise QuestionError(
+            f"The question is {len(question)} characters long; ask in at most {MAX_QUESTION_CHARS}. "
+            f"(質問は{MAX_QUESTION_CHARS}文字以内にしてください。)"
+        )
+    return question
 
 
 def is_follow_up(question: str) -> bool:
@@ -125,9 +144,7 @@ class RagPipeline:
 
     def stream(self, question: str, *, k: int | None = None, history: History = ()) -> AnswerStream:
         """Like ask(), but yields text pieces as the model writes them; `.answer` is set at the end."""
-        question = question.strip()
-        if not question:
-            raise RagError("The question is empty. Ask something about the articles.")
+        question = clean_question(question)
         turns = list(history)[-MAX_HISTORY_TURNS:] if is_follow_up(question) else []
         stream = AnswerStream(iter(()))
         stream._pieces = self._run(question, k, turns, stream)
@@ -136,8 +153,13 @@ class RagPipeline:
     def _run(self, question: str, k: int | None, history: list[tuple[str, str]], out: AnswerStream) -> Iterator[str]:
         started = time.perf_counter()
         hits = self.retrieve(question, k=k, history=history)
-        messages = build_messages(question, hits, history=history, context_chars=self.settings.context_chars)
-        prompt_tokens = self.generator.count_prompt_tokens(messages)
+        while True:
+            messages = build_messages(question, hits, history=history, context_chars=self.settings.context_chars)
+            prompt_tokens = self.generator.count_prompt_tokens(messages)
+            # The oldest turns go first when the prompt and the answer would not fit in the context.
+            if not history or prompt_tokens + self.settings.max_tokens <= self.settings.n_ctx:
+                break
+            history = history[1:]
         pieces: list[str] = []
         first = 0.0
         for piece in self.generator.stream_chat(messages, max_tokens=self.settings.max_tokens):

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from rag.config import Settings
+from rag.errors import RagError
 from rag.pipeline import RagPipeline, load_pipeline
 from rag.types import Answer, Citation
 
@@ -81,7 +82,11 @@ def build_app(pipe: RagPipeline) -> Any:
         if not message or not message.strip():
             yield [{"role": "assistant", "content": "質問を入力してください。"}]
             return
-        stream = pipe.stream(message, history=history_pairs(history))
+        try:
+            stream = pipe.stream(message, history=history_pairs(history))
+        except RagError as exc:  # too long, not text: say so in the chat instead of a stack trace
+            yield [{"role": "assistant", "content": str(exc)}]
+            return
         text = ""
         yield [{"role": "assistant", "content": "資料を検索しています…"}]
         for piece in stream:

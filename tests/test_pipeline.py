@@ -102,3 +102,20 @@ def test_unknown_option_is_rejected(tmp_path, embedder) -> None:
 def test_empty_question_is_a_clear_error(pipe) -> None:
     with pytest.raises(rag.RagError, match="empty"):
         pipe.ask("   ")
+
+
+def test_a_too_long_question_gets_a_clear_message_and_control_characters_are_ignored(pipe) -> None:
+    with pytest.raises(rag.RagError, match="1000"):
+        pipe.ask("嵐山" * 600)
+    clean = pipe.ask("嵐山を訪れた\x00観光客は\x1b何人?")
+    assert clean.question == "嵐山を訪れた観光客は何人?"
+
+
+def test_a_long_conversation_drops_its_oldest_turns_instead_of_failing(settings, embedder) -> None:
+    build_index(settings=settings, embedder=embedder)
+    gen = RecordingGenerator()  # counts one token per character
+    pipe = load_pipeline(settings=settings, embedder=embedder, generator=gen, n_ctx=900, max_tokens=100)
+    old = [("その前の話は?" + "長い" * 150, "前の答え。" * 40)] * 2
+    answer = pipe.ask("その打ち上げは次回いつ?", history=old)
+    assert answer.text
+    assert sum(len(m["content"]) for m in gen.calls[-1]) + 100 <= 900  # fits: old turns left out
