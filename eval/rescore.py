@@ -53,7 +53,7 @@ def item_of(record: dict) -> ev.QAItem:
 def rescore(record: dict):
     """(QAItem, Answer, AnswerRecord) with the current checks applied to the saved raw text."""
     item = item_of(record)
-    answer = make_answer(item.question, record["raw"], hits_of(record))
+    answer = make_answer(item.question, record["raw"], hits_of(record), logprobs=record.get("logprobs") or None)
     return item, answer, ev.score_answer(item, answer)
 
 

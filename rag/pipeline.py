@@ -8,6 +8,7 @@ import unicodedata
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from rag import answerability
 from rag.answertype import answer_phrase, misfit
 from rag.citations import REFUSAL_TEXT, attach_citations, is_refusal, phrase_found
 from rag.config import Settings
@@ -76,11 +77,28 @@ def _citation(n: int, hit: Hit, quote: str = "") -> Citation:
     )
 
 
-def make_answer(question: str, raw_text: str, hits: Sequence[Hit], **timings: float | int) -> Answer:
-    """Turn the model's text into an Answer whose every [n] names a passage that supports its sentence."""
+def make_answer(
+    question: str,
+    raw_text: str,
+    hits: Sequence[Hit],
+    *,
+    logprobs: Sequence[float] | None = None,
+    **timings: float | int,
+) -> Answer:
+    """Turn the model's text into an Answer whose every [n] names a passage that supports its sentence.
+
+    logprobs: the log-probability of each generated token, when the backend reports them (None:
+    the answerability decision uses its fallback weights, see rag/answerability.py).
+    """
     passages = [_citation(n, hit) for n, hit in enumerate(hits, start=1)]
     text, cited = attach_citations(raw_text, [h.chunk.text for h in hits], question=question)
-    reason = refusal_reason(question, text, cited, [hits[c.n - 1].chunk.text for c in cited])
+    cited_texts = [hits[c.n - 1].chunk.text for c in cited]
+    reason = refusal_reason(question, text, cited, cited_texts)
+    if not reason and answerability.THRESHOLD > 0:
+        ev = answerability.evidence(question, cited_texts, [h.chunk.text for h in hits], logprobs or [])
+        p = answerability.confidence(ev, has_logprobs=bool(logprobs))
+        if p < answerability.THRESHOLD:
+            reason = f"the evidence is weak (answerability {p:.2f} < {answerability.THRESHOLD})"
     if reason:
         # The closest passages stay visible so the reader can see what was searched.
         return Answer(
@@ -171,6 +189,7 @@ class RagPipeline:
             question,
             "".join(pieces),
             hits,
+            logprobs=getattr(self.generator, "last_logprobs", None),
             prompt_tokens=prompt_tokens,
             completion_tokens=len(pieces),
             seconds_to_first_token=first,

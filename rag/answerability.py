@@ -1,0 +1,100 @@
+"""Is the answer backed by the passages? Signals measured on a checked answer, and a fitted decision.
+
+Every answer that passes the rule checks (the model did not refuse, a passage supports each
+sentence, the answer is of the kind asked) still gets one more look: does the cited passage speak
+about what the question asks (the question's content words found in it), and was the model sure
+of what it wrote (the log-probabilities of its tokens)? A logistic model fitted on the tuning half
+(eval/fit_answerability.py; weights below, curve in bench/README.md) turns these into the
+probability that the answer is right; below THRESHOLD the answer becomes the refusal.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# Words every question has that say nothing about its topic.
+_QUESTION_WORDS = {
+    "何", "なに", "なん", "どこ", "誰", "だれ", "いつ", "どの", "どう", "どれ", "どちら", "いくら", "いくつ", "幾つ",
+    "する", "ある", "いる", "なる", "れる", "られる", "せる", "こと", "もの", "ため", "よう", "何故", "なぜ", "どんな",
+    "どういう", "いう", "言う", "云う", "ます", "です", "か", "?", "？",
+}
+_HIRAGANA_ONLY = re.compile(r"^[\u3040-\u309f]+$")
+
+
+def _weight(token: str) -> float:
+    # Hiragana-only words are mostly function words (ない, られる); names and kanji carry the topic.
+    return 0.3 if _HIRAGANA_ONLY.match(token) else 1.0
+
+
+def question_terms(question: str) -> dict[str, float]:
+    """The question's content words (MeCab lemmas) with their weights."""
+    from rag.lexical import tokenize
+
+    return {t: _weight(t) for t in tokenize(question) if t not in _QUESTION_WORDS}
+
+
+def coverage(terms: dict[str, float], text: str) -> float:
+    """Weighted share of the terms that occur in text (as MeCab lemmas, or as substrings for names)."""
+    if not terms:
+        return 1.0
+    from rag.lexical import tokenize
+
+    have = set(tokenize(text))
+    flat = unicodedata.normalize("NFKC", text).lower()
+    found = sum(w for t, w in terms.items() if t in have or (len(t) >= 2 and t in flat))
+    return found / sum(terms.values())
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What an answer rests on; each value is comparable across questions."""
+
+    cited_coverage: float  # share of the question's content words in the cited passages
+    best_coverage: float  # the same in the best single passage given to the model
+    mean_logprob: float  # mean log-probability of the answer's tokens (0 when unknown)
+    min_logprob: float  # the least sure token among the first 16 (0 when unknown)
+
+    def features(self) -> list[float]:
+        """The values the fitted model reads, in WEIGHTS order."""
+        return [self.cited_coverage, self.best_coverage, self.mean_logprob, self.min_logprob]
+
+
+def evidence(question: str, cited: Sequence[str], passages: Sequence[str], logprobs: Sequence[float]) -> Evidence:
+    """Measure the evidence for an answer from its cited passages, all passages and token log-probabilities."""
+    terms = question_terms(question)
+    cited_cov = coverage(terms, "\n".join(cited)) if cited else 0.0
+    best = max((coverage(terms, p) for p in passages), default=0.0)
+    lps = list(logprobs)
+    return Evidence(
+        cited_coverage=cited_cov,
+        best_coverage=best,
+        mean_logprob=sum(lps) / len(lps) if lps else 0.0,
+        min_logprob=min(lps[:16]) if lps else 0.0,
+    )
+
+
+# Fitted by eval/fit_answerability.py on the tuning half; see bench/README.md for the curve.
+# WEIGHTS read all four signals; WEIGHTS_NO_LOGPROBS the two coverages only, for a backend that
+# returns no token log-probabilities (its log-probability features are then ignored).
+WEIGHTS: list[float] = [0.0, 0.0, 0.0, 0.0]
+BIAS = 0.0
+WEIGHTS_NO_LOGPROBS: list[float] = [0.0, 0.0, 0.0, 0.0]
+BIAS_NO_LOGPROBS = 0.0
+THRESHOLD = 0.0  # an answer below this probability of being right is refused (0: the decision is off)
+
+
+def probability(ev: Evidence, *, weights: Sequence[float] = WEIGHTS, bias: float = BIAS) -> float:
+    """Probability that the answer is right, from the fitted logistic model."""
+    z = bias + sum(w * x for w, x in zip(weights, ev.features(), strict=True))
+    return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+
+
+def confidence(ev: Evidence, *, has_logprobs: bool) -> float:
+    """The fitted probability that the answer is right, with or without the log-probability signals."""
+    if has_logprobs:
+        return probability(ev, weights=WEIGHTS, bias=BIAS)
+    return probability(ev, weights=WEIGHTS_NO_LOGPROBS, bias=BIAS_NO_LOGPROBS)
