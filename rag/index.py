@@ -50,7 +50,7 @@ LOCK = ".lock"
 VERSION_PREFIX = "v-"
 _VERSION_NAME = re.compile(r"^v-[0-9TZ.-]+-[0-9a-f]+$")
 LOCK_TIMEOUT = 600.0  # seconds a build waits for another one before giving up with IndexBusyError
-EMBED_BATCH = 64  # passages per embedding call: the progress bar moves at this step
+EMBED_BATCH = 128  # passages per embedding call: the progress bar moves at this step
 
 # The modules that decide which passages a file gives. Their source is fingerprinted into the
 # manifest: when it changes, stored passages of unchanged files may no longer be what a fresh read
