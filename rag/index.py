@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.chunking import JAPANESE_SEPARATORS, chunk_documents, passage_text
-from rag.documents import list_seed_files, read_file
+from rag.documents import FileReading, list_seed_files, read_file
 from rag.embedding import Embedder
 from rag.errors import IndexBusyError, IndexCorruptError, IndexMismatchError, IndexNotBuiltError, SeedsError
 from rag.files import TMP_PREFIX, atomic_write_text, fsync_dir, fsync_tree, sha256_file
@@ -571,7 +571,7 @@ def _build_locked(
                 assert base is not None
                 reports.append(stored_report(base, rel))
             else:
-                reading = read_file(path, root=seeds_dir)
+                reading = _read(path, rel, seeds_dir)
                 if reading.report.status == "skipped":
                     status = "skipped"
                 elif rel not in old_sources:
@@ -640,6 +640,15 @@ def _build_locked(
         files=reports,
         embedded=len(texts),
     )
+
+
+def _read(path: Path, rel: str, seeds_dir: Path) -> FileReading:
+    """read_file, except that an unexpected failure on one file skips that file instead of the whole build."""
+    try:
+        return read_file(path, root=seeds_dir)
+    except Exception as exc:  # a reader bug on one odd file must not keep every other file out of the index
+        reason = f"could not be read ({type(exc).__name__}: {exc}); fix or remove the file and run `rag build` again"
+        return FileReading(docs=[], drops=[], report=FileReport(path=rel, status="skipped", reason=reason))
 
 
 def _suffixes() -> tuple[str, ...]:

@@ -363,3 +363,18 @@ def test_many_skipped_files_give_one_readable_line(settings, embedder, corpus: P
         _build(settings, embedder)
     message = str(info.value)
     assert "40 files:" in message and "bad00.txt" in message and "37 more" in message and "bad39.txt" not in message
+
+
+def test_a_reader_failure_on_one_file_skips_that_file_only(settings, embedder, corpus: Path, monkeypatch) -> None:
+    real = index_mod.read_file
+
+    def flaky(path, *, root=None):
+        if path.name == "kyoto.txt":
+            raise ValueError("unexpected markup")
+        return real(path, root=root)
+
+    monkeypatch.setattr(index_mod, "read_file", flaky)
+    report = _build(settings, embedder)
+    kyoto = next(f for f in report.files if f.path == "kyoto.txt")
+    assert kyoto.status == "skipped" and "unexpected markup" in kyoto.reason and "rag build" in kyoto.reason
+    assert report.docs == 2
