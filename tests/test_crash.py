@@ -42,6 +42,12 @@ def test_build_killed_at_every_filesystem_operation(settings, corpus: Path, tmp_
     build_index(settings=settings, index_dir=template, embedder=HashingEmbedder())
     if layout == "flat":
         _flatten(template)
+    else:  # a previous version beside the current one, so the build also removes an old version
+        (corpus / "extra.txt").write_text(NEW_ARTICLE, encoding="utf-8")
+        build_index(settings=settings, index_dir=template, embedder=HashingEmbedder())
+        (corpus / "extra.txt").unlink()
+        build_index(settings=settings, index_dir=template, embedder=HashingEmbedder())
+        assert len([p for p in template.iterdir() if p.name.startswith("v-")]) == 2
     old = _texts(template)
     (corpus / "sapporo.txt").write_text(NEW_ARTICLE, encoding="utf-8")
     kyoto = corpus / "kyoto.txt"
