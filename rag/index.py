@@ -431,6 +431,16 @@ def stale_reason(
     return None
 
 
+def missing_sources(index_dir: Path, seeds_dir: Path) -> list[str]:
+    """Files the current index holds that are not in seeds_dir (a build from it would drop them)."""
+    try:
+        manifest = read_manifest(index_dir)
+    except (IndexNotBuiltError, IndexMismatchError, IndexCorruptError):
+        return []
+    present = {str(p.relative_to(seeds_dir)) for p in list_seed_files(Path(seeds_dir))} if Path(seeds_dir).is_dir() else set()
+    return sorted(set(manifest.sources) - present)
+
+
 # ---- building ----
 
 

@@ -12,7 +12,7 @@ from rag.answertype import misfit
 from rag.citations import REFUSAL_TEXT, attach_citations, is_refusal
 from rag.config import Settings
 from rag.embedding import Embedder
-from rag.errors import RagError
+from rag.errors import RagError, SeedsError
 from rag.generation import Generator, build_messages
 from rag.retrieval import Retriever
 from rag.types import AddReport, Answer, BuildReport, Citation, Hit, SkippedFile
@@ -276,9 +276,19 @@ def add_documents(
     nothing changes. If the index update fails, the copied files are taken out again and the previous
     index stays. A running pipeline answers from the new index at its next question.
     """
+    from rag.index import missing_sources
     from rag.upload import save_files, undo
 
     settings = (settings or Settings()).with_overrides(seeds_dir=seeds_dir, index_dir=index_dir, **overrides)
+    # Adding must never take articles out: an index built from another folder would lose all of its own.
+    missing = missing_sources(settings.index_dir, settings.seeds_dir)
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise SeedsError(
+            f"The index in {settings.index_dir}/ holds files that are not in {settings.seeds_dir}/ ({shown}), so "
+            f"it was probably built from another folder; adding here would drop them. Give the seeds folder it was "
+            f"built from (--seeds), or run `rag build --seeds {settings.seeds_dir}` first if they were removed on purpose."
+        )
     saved = save_files(paths, settings.seeds_dir, replace=replace, names=names)
     try:
         report = build_index(settings=settings, embedder=embedder, show_progress=show_progress)

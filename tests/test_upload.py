@@ -172,3 +172,11 @@ def test_chat_page_upload_reports_in_japanese(built, article: Path, tmp_path: Pa
     assert "置き換える" in upload_articles(pipe, [str(article)])
     assert "記事を追加しました" in upload_articles(pipe, [str(article)], replace=True)
     assert upload_articles(pipe, []) == "追加するファイルを選んでください。"
+
+
+def test_adding_to_an_index_built_from_another_folder_is_refused(built, article: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other_seeds"
+    other.mkdir()
+    with pytest.raises(rag.SeedsError, match=r"blog\.txt, kyoto\.txt.*built from another folder"):
+        add_documents([article], settings=built, seeds_dir=other, embedder=NoEmbedder())
+    assert list(other.iterdir()) == [] and read_manifest(built.index_dir).docs == 3
