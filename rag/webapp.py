@@ -157,11 +157,9 @@ def build_app(pipe: RagPipeline) -> Any:
         return upload_articles(pipe, paths, replace=replace)
 
     with app, gr.Accordion(UPLOAD_LABEL, open=False):  # added below the chat, inside the same page
-        files = gr.File(
-            label=f"記事ファイル（{' '.join(allowed_suffixes())}、1ファイル 10 MB まで）",
-            file_count="multiple",
-            file_types=list(allowed_suffixes()),
-        )
+        # No file_types filter: Gradio would refuse other types with its own English message; the
+        # handler refuses them with a Japanese one that says which types are accepted.
+        files = gr.File(label=f"記事ファイル（{' '.join(allowed_suffixes())}、1ファイル 10 MB まで）", file_count="multiple")
         replace = gr.Checkbox(label="同じ名前の記事を置き換える", value=False)
         button = gr.Button(UPLOAD_LABEL, variant="secondary")
         result = gr.Markdown()
