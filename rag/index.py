@@ -452,8 +452,8 @@ def _progress(total: int, desc: str, unit: str, show: bool):  # -> tqdm
 
 def embed_passages(embedder: Embedder, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
     """Embed passages in batches, with a progress bar counting passages."""
-    if not texts:
-        return np.zeros((0, embedder.dimension), dtype=np.float32)
+    if not texts:  # without asking the embedder its dimension: a lazy one would load the model for nothing
+        return np.zeros((0, 0), dtype=np.float32)
     parts = []
     with _progress(len(texts), "passages", "passage", show_progress) as bar:
         for start in range(0, len(texts), EMBED_BATCH):
@@ -613,9 +613,10 @@ def _build_locked(
     for rel in paths:
         if rel in new_chunks:
             n = len(new_chunks[rel])
-            chunks += new_chunks[rel]
-            parts.append(new_vectors[offset : offset + n])
-            offset += n
+            if n:
+                chunks += new_chunks[rel]
+                parts.append(new_vectors[offset : offset + n])
+                offset += n
         elif rows := old_rows.get(rel) if reusable(rel) else None:
             chunks += [old_chunks[i] for i in rows]
             parts.append(old_vectors[rows])

@@ -299,11 +299,16 @@ def test_changed_and_removed_files(settings, embedder, corpus: Path) -> None:
     assert index.lexical.search("観光客", 3)
 
 
-def test_removing_a_file_needs_no_embedding(settings, embedder, corpus: Path) -> None:
+def test_removing_a_file_never_loads_the_embedder(settings, embedder, corpus: Path) -> None:
     _build(settings, embedder)
     (corpus / "blog.txt").unlink()
-    report = _build(settings, NoEmbedder())
+
+    def load():
+        raise AssertionError("the embedding model was loaded")
+
+    report = _build(settings, LazyEmbedder(embedder.model_id, load))
     assert report.embedded == 0 and report.count("removed") == 1 and report.docs == 1
+    assert {c.source for c in VectorIndex.load(settings.index_dir).chunks} == {"kyoto.txt"}
 
 
 def test_no_change_writes_nothing_and_never_loads_the_embedder(settings, embedder) -> None:
