@@ -383,3 +383,9 @@ def test_a_reader_failure_on_one_file_skips_that_file_only(settings, embedder, c
     kyoto = next(f for f in report.files if f.path == "kyoto.txt")
     assert kyoto.status == "skipped" and "unexpected markup" in kyoto.reason and "rag build" in kyoto.reason
     assert report.docs == 2
+
+
+def test_progress_bars_count_files_and_passages(settings, embedder, capsys) -> None:
+    report = _build(settings, embedder, show_progress=True)
+    err = capsys.readouterr().err
+    assert "files" in err and f"/{report.embedded}" in err and "passages" in err
