@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -444,7 +445,7 @@ def missing_sources(index_dir: Path, seeds_dir: Path) -> list[str]:
 # ---- building ----
 
 
-def _progress(total: int, desc: str, unit: str, show: bool):  # -> tqdm
+def _progress(total: int, desc: str, unit: str, show: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit=unit, disable=not show or total == 0, file=sys.stderr, leave=False)
