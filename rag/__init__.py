@@ -4,21 +4,34 @@
     rag.build_index(seeds_dir="seeds", index_dir="index")
     pipe = rag.load_pipeline(index_dir="index")
     answer = pipe.ask("質問")
+    rag.add_documents(["記事.txt"], index_dir="index", seeds_dir="seeds")  # pipe answers from it next question
 """
 
 from rag.config import Settings
-from rag.errors import IndexCorruptError, IndexMismatchError, IndexNotBuiltError, ModelError, RagError, SeedsError
-from rag.pipeline import AnswerStream, RagPipeline, build_index, load_pipeline
-from rag.types import Answer, BuildReport, Chunk, Citation, Document, Hit, SkippedFile
+from rag.errors import (
+    IndexBusyError,
+    IndexCorruptError,
+    IndexMismatchError,
+    IndexNotBuiltError,
+    ModelError,
+    RagError,
+    SeedsError,
+    UploadError,
+)
+from rag.pipeline import AnswerStream, RagPipeline, add_documents, build_index, load_pipeline
+from rag.types import AddReport, Answer, BuildReport, Chunk, Citation, Document, FileReport, Hit, SkippedFile
 
 __all__ = [
+    "AddReport",
     "Answer",
     "AnswerStream",
     "BuildReport",
     "Chunk",
     "Citation",
     "Document",
+    "FileReport",
     "Hit",
+    "IndexBusyError",
     "IndexCorruptError",
     "IndexMismatchError",
     "IndexNotBuiltError",
@@ -28,6 +41,8 @@ __all__ = [
     "SeedsError",
     "Settings",
     "SkippedFile",
+    "UploadError",
+    "add_documents",
     "build_index",
     "load_pipeline",
 ]

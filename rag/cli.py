@@ -1,4 +1,4 @@
-"""`rag build`, `rag inspect`, `rag ask`, `rag serve`, `rag models`: the command line. RagError -> message + exit code."""
+"""`rag build`, `rag add`, `rag inspect`, `rag ask`, `rag serve`, `rag models`: the command line. RagError -> message + exit code."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from rag.config import Settings
 from rag.documents import summarize_skipped
 from rag.errors import RagError
+from rag.types import BuildReport
 
 EXIT_ERROR = 2
 SKIPPED_SHOWN = 5  # more skipped files than this are summarized per reason, not listed one by one
@@ -27,28 +28,59 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env().with_overrides(**overrides)
 
 
-def cmd_build(args: argparse.Namespace) -> int:
-    """Build (or, with --if-stale, refresh) the index and print a summary."""
-    from rag.pipeline import build_index
+_STATUS_JA = {"added": "追加", "changed": "変更", "unchanged": "変更なし", "removed": "削除", "skipped": "スキップ"}
 
-    settings = _settings(args)
-    print(f"索引を作成します: {settings.seeds_dir}/ -> {settings.index_dir}/", file=sys.stderr)
-    report = build_index(settings=settings, if_stale=args.if_stale, show_progress=not args.quiet)
+
+def _print_build(report: BuildReport) -> None:
+    """The summary of a build: totals, what happened per file (unchanged files only counted)."""
     if not report.rebuilt:
         print(f"索引は最新です ({report.docs} 記事, {report.chunks} passages): {report.index_dir}/")
     else:
-        print(f"完了: {report.docs} 記事, {report.chunks} passages, {report.seconds:.1f} 秒 -> {report.index_dir}/")
-    for f in report.files:  # per-file numbers (empty until the index build fills BuildReport.files)
-        if f.status == "skipped":
-            continue
-        print(f"  {f.path}: {f.articles} 記事, {f.kept_chars} 文字を索引, {f.dropped_chars} 文字を除外 ({f.status})")
+        print(
+            f"完了: {report.docs} 記事, {report.chunks} passages (うち新たに埋め込み {report.embedded}), "
+            f"{report.seconds:.1f} 秒 -> {report.index_dir}/"
+        )
+    counts = ", ".join(f"{ja} {report.count(st)}" for st, ja in _STATUS_JA.items() if report.count(st))
+    if counts:
+        print(f"  ファイル: {counts}")
+    for f in report.files:
+        if f.status in ("added", "changed"):
+            print(
+                f"  {_STATUS_JA[f.status]}: {f.path} ({f.articles} 記事, {f.kept_chars} 文字を索引, "
+                f"{f.dropped_chars} 文字を除外)"
+            )
+        elif f.status == "removed":
+            print(f"  削除: {f.path}")
     if len(report.skipped) > SKIPPED_SHOWN:
-        where = f"{report.index_dir}/manifest.json (skipped)"
+        where = f"{report.index_dir}/ の manifest.json (skipped)"
         print("  " + summarize_skipped(report.skipped, limit=SKIPPED_SHOWN, full_list=where))
         print("  1 ファイルずつの読み方は `rag inspect FILE` で見られます。")
     else:
         for skipped in report.skipped:
             print(f"  スキップ: {skipped.path}: {skipped.reason}")
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    """Update (or, with --full, rebuild) the index and print a summary."""
+    from rag.pipeline import build_index
+
+    settings = _settings(args)
+    print(f"索引を更新します: {settings.seeds_dir}/ -> {settings.index_dir}/", file=sys.stderr)
+    report = build_index(settings=settings, if_stale=args.if_stale, full=args.full, show_progress=not args.quiet)
+    _print_build(report)
+    return 0
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    """Copy article files into the seeds folder and update the index with them."""
+    from rag.pipeline import add_documents
+
+    settings = _settings(args)
+    result = add_documents(args.files, settings=settings, replace=args.replace, show_progress=not args.quiet)
+    for name in result.saved:
+        same = "（同じ内容がすでにありました）" if name in result.unchanged else ""
+        print(f"追加: {settings.seeds_dir / name}{same}")
+    _print_build(result.build)
     return 0
 
 
@@ -201,8 +233,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", help="記事フォルダ (既定: seeds)")
     p.add_argument("--index", help="索引フォルダ (既定: index)")
     p.add_argument("--if-stale", action="store_true", help="記事や設定が変わったときだけ作り直す")
+    p.add_argument("--full", action="store_true", help="変更のない記事も含め、すべて読み直して埋め込み直す")
     p.add_argument("--quiet", action="store_true", help="進捗バーを出さない")
     p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("add", help="記事ファイル (.txt .md .html) を seeds/ に追加して索引を更新する")
+    p.add_argument("files", nargs="+", help="追加するファイル")
+    p.add_argument("--replace", action="store_true", help="同じ名前の記事があれば置き換える")
+    p.add_argument("--seeds", help="記事フォルダ (既定: seeds)")
+    p.add_argument("--index", help="索引フォルダ (既定: index)")
+    p.add_argument("--quiet", action="store_true", help="進捗バーを出さない")
+    p.set_defaults(func=cmd_add)
 
     p = sub.add_parser("inspect", help="1 ファイルの読み方 (記事・除外した行とその理由) を表示する")
     p.add_argument("file", help=".txt / .md / .html / .htm のファイル")
@@ -219,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="チャット画面を起動する")
     p.add_argument("--index", help="索引フォルダ (既定: index)")
+    p.add_argument("--seeds", help="記事フォルダ: チャット画面から追加した記事の保存先 (既定: seeds)")
     p.add_argument("--llm", help="GGUF モデルのパス")
     p.add_argument("--host", default="127.0.0.1", help="待ち受けアドレス (既定: 127.0.0.1)")
     p.add_argument("--port", type=int, default=7860)

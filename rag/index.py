@@ -1,30 +1,71 @@
-"""The on-disk index: manifest + FAISS vectors + chunk store. Build, save (atomic), load (checked)."""
+"""The on-disk index: manifest + FAISS vectors + chunk store + BM25. Build (incremental), save (crash-safe), load.
+
+Layout of an index folder::
+
+    index/CURRENT          one line: the name of the complete version to open (replaced atomically)
+    index/v-<time>-<hex>/  manifest.json, vectors.faiss, chunks.jsonl, bm25/  (never modified once named)
+    index/.tmp-*           a build in progress, or the leftovers of one that was killed
+    index/.lock            held by the one build allowed at a time
+
+A build writes a whole new version under `.tmp-…`, renames it to `v-…`, then replaces CURRENT.
+Each step is atomic, so at every instant CURRENT names either the old or the new complete index.
+An index of the earlier flat layout (manifest.json directly in index/) is still read; the next
+build writes the new layout and removes the flat files.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
+import re
+import secrets
 import shutil
-import tempfile
+import sys
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from rag.chunking import JAPANESE_SEPARATORS, chunk_documents, passage_text
-from rag.documents import file_sha256, list_seed_files, load_documents
+from rag.documents import FileReading, list_seed_files, read_file, summarize_skipped
 from rag.embedding import Embedder
-from rag.errors import IndexCorruptError, IndexMismatchError, IndexNotBuiltError, SeedsError
+from rag.errors import IndexBusyError, IndexCorruptError, IndexMismatchError, IndexNotBuiltError, SeedsError
+from rag.files import TMP_PREFIX, atomic_write_text, fsync_dir, fsync_tree, sha256_file
 from rag.lexical import BM25Index
-from rag.types import BuildReport, Chunk, Document
+from rag.types import BuildReport, Chunk, Document, FileReport, SkippedFile
 
 # Bump when the files or their meaning change; an index of another version is rebuilt, not guessed at.
-FORMAT_VERSION = 2  # 2: BM25 index beside the vectors
+FORMAT_VERSION = 3  # 2: BM25 index beside the vectors; 3: per-file reports and reader fingerprint (incremental)
+READABLE_VERSIONS = (2, 3)  # 2 is read as it is and fully rebuilt by the next build
 MANIFEST = "manifest.json"
 VECTORS = "vectors.faiss"
 CHUNKS = "chunks.jsonl"
 LEXICAL = "bm25"
+CURRENT = "CURRENT"
+LOCK = ".lock"
+VERSION_PREFIX = "v-"
+_VERSION_NAME = re.compile(r"^v-[0-9TZ.-]+-[0-9a-f]+$")
+LOCK_TIMEOUT = 600.0  # seconds a build waits for another one before giving up with IndexBusyError
+EMBED_BATCH = 128  # passages per embedding call: the progress bar moves at this step
+
+# The modules that decide which passages a file gives. Their source is fingerprinted into the
+# manifest: when it changes, stored passages of unchanged files may no longer be what a fresh read
+# gives, so the next build re-reads and re-embeds every file instead of reusing them.
+_READER_MODULES = ("documents.py", "text.py", "chunking.py")
+
+
+def reader_fingerprint() -> str:
+    """A short hash of the code that turns files into passages (see _READER_MODULES)."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parent
+    for name in _READER_MODULES:
+        digest.update(name.encode() + b"\0" + (package / name).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -36,12 +77,15 @@ class Manifest:
     chunk_size: int
     chunk_overlap: int
     separators: list[str]
-    sources: dict[str, str]  # seed file (relative path) -> sha256 of its bytes
+    sources: dict[str, str]  # seed file (relative path) -> sha256 of its bytes (skipped files too)
     docs: int
     chunks: int
     skipped: dict[str, str] = field(default_factory=dict)  # file -> reason
     format_version: int = FORMAT_VERSION
     created_at: str = ""
+    reader: str = ""  # reader_fingerprint() of the build; "" for indexes not built from a seeds folder
+    # file -> {"articles", "kept_chars", "dropped_chars"}: an unchanged file's report without re-reading it
+    files: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 class VectorIndex:
@@ -52,6 +96,9 @@ class VectorIndex:
         self.chunks = chunks
         self._faiss = faiss_index
         self.lexical = lexical
+        # Where it was loaded from and which version: a pipeline compares them with CURRENT to reload.
+        self.source_dir: Path | None = None
+        self.stamp: str | None = None
 
     @classmethod
     def from_vectors(cls, manifest: Manifest, chunks: list[Chunk], vectors: np.ndarray) -> VectorIndex:
@@ -66,6 +113,13 @@ class VectorIndex:
     def __len__(self) -> int:
         return len(self.chunks)
 
+    def vectors(self) -> np.ndarray:
+        """All stored vectors, row i for chunk i (read back from FAISS; a flat index keeps them exactly)."""
+        n = int(self._faiss.ntotal)
+        if n == 0:
+            return np.zeros((0, self.manifest.dimension), dtype=np.float32)
+        return np.asarray(self._faiss.reconstruct_n(0, n), dtype=np.float32)
+
     def search(self, query_vectors: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
         """For each query vector, up to k (chunk position, cosine score), best first."""
         k = min(k, len(self.chunks))
@@ -77,86 +131,285 @@ class VectorIndex:
             for row_ids, row_scores in zip(ids, scores, strict=True)
         ]
 
-    def save(self, index_dir: Path) -> None:
-        """Write to a temporary folder beside index_dir, then swap it in: a crash leaves the old index."""
+    def write(self, folder: Path) -> None:
+        """Write the index files into an empty folder; the manifest goes last and marks it complete."""
         import faiss
 
+        folder = Path(folder)
+        faiss.write_index(self._faiss, str(folder / VECTORS))
+        self.lexical.save(folder / LEXICAL)
+        with open(folder / CHUNKS, "w", encoding="utf-8") as fh:
+            for chunk in self.chunks:
+                fh.write(json.dumps(asdict(chunk), ensure_ascii=False) + "\n")
+        (folder / MANIFEST).write_text(json.dumps(asdict(self.manifest), ensure_ascii=False, indent=2), encoding="utf-8")
+
+    def save(self, index_dir: Path, *, lock_timeout: float = LOCK_TIMEOUT) -> str:
+        """Publish this index as the new version of index_dir (crash-safe); return the version name."""
         index_dir = Path(index_dir)
-        index_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}.tmp-", dir=index_dir.parent))
-        try:
-            faiss.write_index(self._faiss, str(tmp / VECTORS))
-            self.lexical.save(tmp / LEXICAL)
-            with open(tmp / CHUNKS, "w", encoding="utf-8") as fh:
-                for chunk in self.chunks:
-                    fh.write(json.dumps(asdict(chunk), ensure_ascii=False) + "\n")
-            # The manifest is written last: its presence marks a complete index.
-            (tmp / MANIFEST).write_text(
-                json.dumps(asdict(self.manifest), ensure_ascii=False, indent=2), encoding="utf-8"
-            )
-            old = None
-            if index_dir.exists():
-                old = index_dir.parent / f".{index_dir.name}.old-{os.getpid()}-{time.time_ns()}"
-                os.rename(index_dir, old)
-            os.rename(tmp, index_dir)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+        with index_lock(index_dir, timeout=lock_timeout):
+            remove_leftovers(index_dir)
+            return _publish(index_dir, self)
 
     @classmethod
     def load(cls, index_dir: Path, *, expected_model: str | None = None) -> VectorIndex:
-        """Read an index, refusing one built with another format or embedding model."""
+        """Read the version CURRENT names (or a flat index), refusing one of another format or model."""
+        index_dir = Path(index_dir)
+        for _attempt in range(3):
+            folder, stamp = resolve(index_dir)
+            try:
+                index = cls._load_folder(folder, expected_model=expected_model)
+            except (IndexCorruptError, IndexNotBuiltError):
+                # A build may have replaced CURRENT and removed this version while it was being read.
+                if current_stamp(index_dir) != stamp:
+                    continue
+                raise
+            index.source_dir, index.stamp = index_dir, stamp
+            return index
+        raise IndexCorruptError(f"The index in {index_dir}/ kept changing while it was read. Try again.")
+
+    @classmethod
+    def _load_folder(cls, folder: Path, *, expected_model: str | None) -> VectorIndex:
         import faiss
 
-        index_dir = Path(index_dir)
-        manifest = read_manifest(index_dir)
+        manifest = _read_manifest_file(folder)
         if expected_model is not None and manifest.embedding_model != expected_model:
             raise IndexMismatchError(
-                f"The index in {index_dir}/ was built with the embedding model {manifest.embedding_model!r}, "
-                f"but {expected_model!r} is in use. Run `rag build --index {index_dir}` to rebuild it."
+                f"The index in {folder}/ was built with the embedding model {manifest.embedding_model!r}, "
+                f"but {expected_model!r} is in use. Run `rag build --full` to rebuild it."
             )
         try:
-            faiss_index = faiss.read_index(str(index_dir / VECTORS))
-            with open(index_dir / CHUNKS, encoding="utf-8") as fh:
+            faiss_index = faiss.read_index(str(folder / VECTORS))
+            with open(folder / CHUNKS, encoding="utf-8") as fh:
                 chunks = [Chunk(**json.loads(line)) for line in fh if line.strip()]
-            lexical = BM25Index.load(index_dir / LEXICAL)
+            lexical = BM25Index.load(folder / LEXICAL)
         except (OSError, RuntimeError, ValueError, TypeError, KeyError) as exc:
             raise IndexCorruptError(
-                f"The index in {index_dir}/ is damaged ({exc}). Run `rag build` to rebuild it."
+                f"The index in {folder}/ is damaged ({exc}). Run `rag build --full` to rebuild it."
             ) from exc
         if faiss_index.ntotal != len(chunks) or faiss_index.d != manifest.dimension:
             raise IndexCorruptError(
-                f"The index in {index_dir}/ is inconsistent ({faiss_index.ntotal} vectors, {len(chunks)} chunks). "
-                "Run `rag build` to rebuild it."
+                f"The index in {folder}/ is inconsistent ({faiss_index.ntotal} vectors, {len(chunks)} chunks). "
+                "Run `rag build --full` to rebuild it."
             )
         return cls(manifest, chunks, faiss_index, lexical)
 
 
+# ---- where the current version is ----
+
+
+def _read_current(index_dir: Path) -> str | None:
+    """The version name in index_dir/CURRENT, or None when there is no pointer file."""
+    try:
+        name = (Path(index_dir) / CURRENT).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise IndexCorruptError(f"{index_dir}/{CURRENT} is unreadable ({exc}). Run `rag build --full`.") from exc
+    if not _VERSION_NAME.match(name):
+        raise IndexCorruptError(
+            f"{index_dir}/{CURRENT} does not name an index version ({name[:40]!r}). Run `rag build --full`."
+        )
+    return name
+
+
+def resolve(index_dir: Path) -> tuple[Path, str]:
+    """(folder holding the complete current index, stamp identifying it); IndexNotBuiltError if none."""
+    index_dir = Path(index_dir)
+    name = _read_current(index_dir)
+    if name is not None:
+        folder = index_dir / name
+        if not (folder / MANIFEST).is_file():
+            raise IndexCorruptError(
+                f"{index_dir}/{CURRENT} names {name}/, which is missing or incomplete. Run `rag build --full`."
+            )
+        return folder, name
+    if (index_dir / MANIFEST).is_file():  # the flat layout of earlier versions
+        return index_dir, _flat_stamp(index_dir)
+    raise IndexNotBuiltError(f"No index in {index_dir}/. Run `rag build` (or `make index`) first.")
+
+
+def _flat_stamp(index_dir: Path) -> str:
+    return f"flat:{(index_dir / MANIFEST).stat().st_mtime_ns}"
+
+
+def current_stamp(index_dir: Path) -> str | None:
+    """What identifies the current index (cheap: one small file read), or None if there is none."""
+    index_dir = Path(index_dir)
+    with contextlib.suppress(IndexCorruptError, OSError):
+        name = _read_current(index_dir)
+        if name is not None:
+            return name
+        if (index_dir / MANIFEST).is_file():
+            return _flat_stamp(index_dir)
+    return None
+
+
+def version_dir(index_dir: Path) -> Path:
+    """The folder of the complete index that load_pipeline opens (for tools and tests)."""
+    return resolve(index_dir)[0]
+
+
 def read_manifest(index_dir: Path) -> Manifest:
-    """The manifest of an index; IndexNotBuiltError if there is none."""
-    path = Path(index_dir) / MANIFEST
+    """The manifest of the current index; IndexNotBuiltError if there is none."""
+    return _read_manifest_file(resolve(index_dir)[0])
+
+
+def _read_manifest_file(folder: Path) -> Manifest:
+    path = Path(folder) / MANIFEST
     if not path.is_file():
-        raise IndexNotBuiltError(f"No index in {index_dir}/. Run `rag build` (or `make index`) first.")
+        raise IndexNotBuiltError(f"No index in {folder}/. Run `rag build` (or `make index`) first.")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise IndexCorruptError(f"{path} is unreadable ({exc}). Run `rag build` to rebuild the index.") from exc
-    if raw.get("format_version") != FORMAT_VERSION:
+        raise IndexCorruptError(f"{path} is unreadable ({exc}). Run `rag build --full` to rebuild the index.") from exc
+    if raw.get("format_version") not in READABLE_VERSIONS:
         raise IndexMismatchError(
-            f"The index in {index_dir}/ has format version {raw.get('format_version')}, this 記事QA reads "
-            f"version {FORMAT_VERSION}. Run `rag build` to rebuild it."
+            f"The index in {folder}/ has format version {raw.get('format_version')}, this 記事QA reads "
+            f"versions {', '.join(map(str, READABLE_VERSIONS))}. Run `rag build --full` to rebuild it."
         )
     try:
         return Manifest(**raw)
     except TypeError as exc:
-        raise IndexCorruptError(f"{path} is missing fields ({exc}). Run `rag build` to rebuild the index.") from exc
+        raise IndexCorruptError(f"{path} is missing fields ({exc}). Run `rag build --full` to rebuild it.") from exc
+
+
+# ---- the lock, publishing a version, cleaning up ----
+
+
+@contextlib.contextmanager
+def index_lock(
+    index_dir: Path, *, timeout: float = LOCK_TIMEOUT, on_wait: Callable[[str], None] | None = None
+) -> Iterator[None]:
+    """Hold index_dir/.lock: one build at a time; the others wait, then fail with IndexBusyError."""
+    from filelock import FileLock, Timeout
+
+    index_dir = Path(index_dir)
+    index_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(index_dir / LOCK))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if on_wait is not None:
+            on_wait(f"Another build is updating {index_dir}/; waiting for it to finish (up to {timeout:.0f} s)…")
+        try:
+            lock.acquire(timeout=timeout)
+        except Timeout:
+            raise IndexBusyError(
+                f"Another build (`rag build`, `rag add` or an upload in the chat page) has been updating "
+                f"{index_dir}/ for over {timeout:.0f} s, so this one gave up and changed nothing. Let it finish "
+                f"and try again. (Its lock, {index_dir}/{LOCK}, is released when that process ends, even if it crashed.)"
+            ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _new_version_name() -> str:
+    now = time.time()
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
+    return f"{VERSION_PREFIX}{stamp}-{secrets.token_hex(4)}"
+
+
+def _publish(index_dir: Path, index: VectorIndex) -> str:
+    """Write index as a new version and point CURRENT at it. The caller holds the lock."""
+    previous = _read_current_or_none(index_dir)
+    name = _new_version_name()
+    tmp = index_dir / f"{TMP_PREFIX}{name}"
+    tmp.mkdir()
+    try:
+        index.write(tmp)
+        fsync_tree(tmp)
+        os.rename(tmp, index_dir / name)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fsync_dir(index_dir)
+    # The one step that switches readers over: before it they open the old version, after it the new.
+    atomic_write_text(index_dir / CURRENT, name + "\n")
+    # The previous version stays one build longer: a reader that read CURRENT just before the switch
+    # may still be opening it.
+    _remove_versions(index_dir, keep={name, previous})
+    _remove_flat_files(index_dir)
+    return name
+
+
+def _read_current_or_none(index_dir: Path) -> str | None:
+    try:
+        return _read_current(index_dir)
+    except IndexCorruptError:
+        return None
+
+
+def _remove(path: Path) -> None:
+    """Delete a file or folder; a folder is renamed to a .tmp- name first so a half-deleted one is never taken for a version."""
+    if path.is_dir() and not path.name.startswith(TMP_PREFIX):
+        trash = path.with_name(f"{TMP_PREFIX}old-{path.name}")
+        os.rename(path, trash)
+        path = trash
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _remove_versions(index_dir: Path, *, keep: set[str | None]) -> None:
+    for entry in index_dir.iterdir():
+        if entry.name.startswith(VERSION_PREFIX) and entry.name not in keep:
+            _remove(entry)
+
+
+def _remove_flat_files(index_dir: Path) -> None:
+    """Once CURRENT exists, the files of a flat (format 2) index beside it are never read: remove them."""
+    if (index_dir / CURRENT).is_file():
+        for name in (MANIFEST, VECTORS, CHUNKS, LEXICAL):
+            if (index_dir / name).exists():
+                _remove(index_dir / name)
+
+
+def remove_leftovers(index_dir: Path) -> None:
+    """Remove what interrupted builds left: .tmp-* entries and versions newer than CURRENT that it never named.
+
+    The caller holds the lock, so no .tmp-* entry belongs to a running build.
+    """
+    index_dir = Path(index_dir)
+    if not index_dir.is_dir():
+        return
+    for entry in index_dir.iterdir():
+        if entry.name.startswith(TMP_PREFIX):
+            _remove(entry)
+    current = _read_current_or_none(index_dir)
+    if current is None:
+        if not (index_dir / MANIFEST).is_file():  # no usable index at all: every version is a leftover
+            _remove_versions(index_dir, keep=set())
+        return
+    versions = sorted(e.name for e in index_dir.iterdir() if e.name.startswith(VERSION_PREFIX))
+    older = [v for v in versions if v < current]
+    _remove_versions(index_dir, keep={current, older[-1] if older else None})
+    _remove_flat_files(index_dir)
+
+
+# ---- staleness ----
 
 
 def seed_hashes(seeds_dir: Path) -> dict[str, str]:
     """sha256 of every seed file, keyed by its path relative to seeds_dir."""
-    return {str(p.relative_to(seeds_dir)): file_sha256(p) for p in list_seed_files(Path(seeds_dir))}
+    return {str(p.relative_to(seeds_dir)): sha256_file(p) for p in list_seed_files(Path(seeds_dir))}
+
+
+def _incompatible(manifest: Manifest, *, embedding_model: str, chunk_size: int, chunk_overlap: int) -> str | None:
+    """Why no stored passage of this index can be reused, or None."""
+    if manifest.format_version != FORMAT_VERSION:
+        return f"index format {manifest.format_version} (now {FORMAT_VERSION})"
+    if manifest.embedding_model != embedding_model:
+        return f"embedding model changed ({manifest.embedding_model} -> {embedding_model})"
+    if (manifest.chunk_size, manifest.chunk_overlap) != (chunk_size, chunk_overlap):
+        return "chunking parameters changed"
+    if manifest.separators != JAPANESE_SEPARATORS:
+        return "chunk separators changed"
+    if manifest.reader != reader_fingerprint():
+        return "the code that reads and chunks files changed"
+    return None
 
 
 def stale_reason(
@@ -167,10 +420,9 @@ def stale_reason(
         manifest = read_manifest(index_dir)
     except (IndexNotBuiltError, IndexMismatchError, IndexCorruptError) as exc:
         return str(exc)
-    if manifest.embedding_model != embedding_model:
-        return f"embedding model changed ({manifest.embedding_model} -> {embedding_model})"
-    if (manifest.chunk_size, manifest.chunk_overlap) != (chunk_size, chunk_overlap):
-        return "chunking parameters changed"
+    why = _incompatible(manifest, embedding_model=embedding_model, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
+    if why:
+        return why
     current = seed_hashes(Path(seeds_dir))
     if current != manifest.sources:
         added = sorted(set(current) - set(manifest.sources))
@@ -178,6 +430,47 @@ def stale_reason(
         changed = sorted(k for k in set(current) & set(manifest.sources) if current[k] != manifest.sources[k])
         return f"seeds changed (added {added}, removed {removed}, changed {changed})"
     return None
+
+
+def missing_sources(index_dir: Path, seeds_dir: Path) -> list[str]:
+    """Files the current index holds that are not in seeds_dir (a build from it would drop them)."""
+    try:
+        manifest = read_manifest(index_dir)
+    except (IndexNotBuiltError, IndexMismatchError, IndexCorruptError):
+        return []
+    present = {str(p.relative_to(seeds_dir)) for p in list_seed_files(Path(seeds_dir))} if Path(seeds_dir).is_dir() else set()
+    return sorted(set(manifest.sources) - present)
+
+
+# ---- building ----
+
+
+def _progress(total: int, desc: str, unit: str, show: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=not show or total == 0, file=sys.stderr, leave=False)
+
+
+def embed_passages(embedder: Embedder, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
+    """Embed passages in batches, with a progress bar counting passages."""
+    if not texts:  # without asking the embedder its dimension: a lazy one would load the model for nothing
+        return np.zeros((0, 0), dtype=np.float32)
+    parts = []
+    with _progress(len(texts), "passages", "passage", show_progress) as bar:
+        for start in range(0, len(texts), EMBED_BATCH):
+            batch = texts[start : start + EMBED_BATCH]
+            parts.append(np.asarray(embedder.embed_passages(batch), dtype=np.float32))
+            bar.update(len(batch))
+    return np.concatenate(parts)
+
+
+def _old_passages(index_dir: Path, manifest: Manifest) -> tuple[dict[str, list[int]], list[Chunk], np.ndarray]:
+    """The stored chunks (grouped by seed file) and vectors of the current index."""
+    old = VectorIndex.load(index_dir, expected_model=manifest.embedding_model)
+    rows: dict[str, list[int]] = {}
+    for i, chunk in enumerate(old.chunks):
+        rows.setdefault(chunk.source, []).append(i)
+    return rows, old.chunks, old.vectors()
 
 
 def build(
@@ -188,33 +481,193 @@ def build(
     chunk_size: int,
     chunk_overlap: int,
     show_progress: bool = False,
+    full: bool = False,
+    lock_timeout: float = LOCK_TIMEOUT,
 ) -> BuildReport:
-    """Read seeds, chunk, embed and save a new index; the previous index stays until the new one is complete."""
+    """Bring the index up to date with the seeds folder, re-reading and embedding only new or changed files.
+
+    Unchanged files keep their stored passages and vectors; removed files lose theirs; BM25 is
+    rebuilt from all passages. `full=True` re-reads and re-embeds everything. The embedder is only
+    used (and a lazy one only loaded) when there are passages to embed. The previous index stays
+    what load_pipeline opens until the new one is complete.
+    """
     started = time.perf_counter()
-    seeds_dir = Path(seeds_dir)
+    seeds_dir, index_dir = Path(seeds_dir), Path(index_dir)
     if not seeds_dir.is_dir():
         raise SeedsError(f"The seeds folder {seeds_dir}/ does not exist. Put .txt or .md articles there.")
-    hashes = seed_hashes(seeds_dir)
-    docs, skipped = load_documents(seeds_dir)
-    if not docs:
-        why = "; ".join(f"{s.path}: {s.reason}" for s in skipped) or "no .txt or .md files"
+
+    def waiting(message: str) -> None:
+        if show_progress:
+            print(message, file=sys.stderr, flush=True)
+
+    with index_lock(index_dir, timeout=lock_timeout, on_wait=waiting):
+        remove_leftovers(index_dir)
+        return _build_locked(
+            seeds_dir,
+            index_dir,
+            embedder=embedder,
+            chunk_size=chunk_size,
+            chunk_overlap=chunk_overlap,
+            show_progress=show_progress,
+            full=full,
+            started=started,
+        )
+
+
+def _build_locked(
+    seeds_dir: Path,
+    index_dir: Path,
+    *,
+    embedder: Embedder,
+    chunk_size: int,
+    chunk_overlap: int,
+    show_progress: bool,
+    full: bool,
+    started: float,
+) -> BuildReport:
+    paths = {str(p.relative_to(seeds_dir)): p for p in list_seed_files(seeds_dir)}
+    hashes = {rel: sha256_file(p) for rel, p in paths.items()}
+
+    try:
+        previous: Manifest | None = read_manifest(index_dir)
+    except (IndexNotBuiltError, IndexMismatchError, IndexCorruptError):
+        previous = None  # nothing to compare with: every file is new
+    old_sources = previous.sources if previous else {}
+    # `base`: the previous index when its stored passages can be reused as they are.
+    base = previous
+    if full or (
+        base is not None
+        and _incompatible(base, embedding_model=embedder.model_id, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
+    ):
+        base = None
+
+    if base is not None and old_sources == hashes:  # nothing changed: no new version is written
+        files = [stored_report(base, rel) for rel in paths]
+        return BuildReport(
+            index_dir=str(index_dir),
+            docs=base.docs,
+            chunks=base.chunks,
+            seconds=time.perf_counter() - started,
+            skipped=[SkippedFile(path=f.path, reason=f.reason) for f in files if f.status == "skipped"],
+            rebuilt=False,
+            files=files,
+        )
+
+    def reusable(rel: str) -> bool:
+        return base is not None and old_sources.get(rel) == hashes[rel]
+
+    old_rows: dict[str, list[int]] = {}
+    old_chunks: list[Chunk] = []
+    old_vectors = np.zeros((0, 0), dtype=np.float32)
+    if base is not None and any(reusable(rel) for rel in paths):
+        old_rows, old_chunks, old_vectors = _old_passages(index_dir, base)
+
+    reports: list[FileReport] = []
+    fresh: dict[str, list[Document]] = {}  # files read now, in path order
+    with _progress(len(paths), "files", "file", show_progress) as bar:
+        for rel, path in paths.items():
+            if reusable(rel):
+                assert base is not None
+                reports.append(stored_report(base, rel))
+            else:
+                reading = _read(path, rel, seeds_dir)
+                if reading.report.status == "skipped":
+                    status = "skipped"
+                elif rel not in old_sources:
+                    status = "added"
+                else:
+                    status = "unchanged" if old_sources[rel] == hashes[rel] else "changed"
+                reports.append(replace(reading.report, path=rel, status=status))
+                if status != "skipped":
+                    fresh[rel] = reading.docs
+            bar.update(1)
+    reports += [FileReport(path=rel, status="removed") for rel in sorted(set(old_sources) - set(hashes))]
+    skipped = [SkippedFile(path=r.path, reason=r.reason) for r in reports if r.status == "skipped"]
+    docs = sum(r.articles for r in reports if r.status not in ("skipped", "removed"))
+    if docs == 0:
+        why = summarize_skipped(skipped, limit=3) if skipped else f"no {' or '.join(_suffixes())} files"
         raise SeedsError(f"No usable article in {seeds_dir}/ ({why}). The existing index was left as it was.")
-    index = build_from_documents(
-        docs,
-        Path(index_dir),
-        embedder=embedder,
+
+    # New passages are chunked and embedded together (one progress bar), then put in file order.
+    new_chunks = {
+        rel: chunk_documents(items, chunk_size=chunk_size, chunk_overlap=chunk_overlap) for rel, items in fresh.items()
+    }
+    texts = [passage_text(c) for chunks in new_chunks.values() for c in chunks]
+    new_vectors = embed_passages(embedder, texts, show_progress=show_progress)
+    dimension = base.dimension if base is not None and not texts else embedder.dimension
+
+    chunks: list[Chunk] = []
+    parts: list[np.ndarray] = []
+    offset = 0
+    for rel in paths:
+        if rel in new_chunks:
+            n = len(new_chunks[rel])
+            if n:
+                chunks += new_chunks[rel]
+                parts.append(new_vectors[offset : offset + n])
+                offset += n
+        elif rows := old_rows.get(rel) if reusable(rel) else None:
+            chunks += [old_chunks[i] for i in rows]
+            parts.append(old_vectors[rows])
+    vectors = np.concatenate(parts) if parts else np.zeros((0, dimension), dtype=np.float32)
+
+    manifest = Manifest(
+        embedding_model=embedder.model_id,
+        dimension=dimension,
         chunk_size=chunk_size,
         chunk_overlap=chunk_overlap,
+        separators=JAPANESE_SEPARATORS,
+        # Skipped files are hashed too, so fixing one makes the index stale and it is read next time.
         sources=hashes,
+        docs=docs,
+        chunks=len(chunks),
         skipped={s.path: s.reason for s in skipped},
-        show_progress=show_progress,
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        reader=reader_fingerprint(),
+        files={
+            r.path: {"articles": r.articles, "kept_chars": r.kept_chars, "dropped_chars": r.dropped_chars}
+            for r in reports
+            if r.status != "removed"
+        },
     )
+    _publish(index_dir, VectorIndex.from_vectors(manifest, chunks, vectors))
     return BuildReport(
         index_dir=str(index_dir),
-        docs=len(docs),
-        chunks=len(index),
+        docs=docs,
+        chunks=len(chunks),
         seconds=time.perf_counter() - started,
         skipped=skipped,
+        files=reports,
+        embedded=len(texts),
+    )
+
+
+def _read(path: Path, rel: str, seeds_dir: Path) -> FileReading:
+    """read_file, except that an unexpected failure on one file skips that file instead of the whole build."""
+    try:
+        return read_file(path, root=seeds_dir)
+    except Exception as exc:  # a reader bug on one odd file must not keep every other file out of the index
+        reason = f"could not be read ({type(exc).__name__}: {exc}); fix or remove the file and run `rag build` again"
+        return FileReading(docs=[], drops=[], report=FileReport(path=rel, status="skipped", reason=reason))
+
+
+def _suffixes() -> tuple[str, ...]:
+    from rag.documents import SEED_SUFFIXES
+
+    return SEED_SUFFIXES
+
+
+def stored_report(manifest: Manifest, rel: str) -> FileReport:
+    """The report of an unchanged file, as the manifest recorded it (the file is not read again)."""
+    if rel in manifest.skipped:
+        return FileReport(path=rel, status="skipped", reason=manifest.skipped[rel])
+    counts = manifest.files.get(rel, {})
+    return FileReport(
+        path=rel,
+        articles=int(counts.get("articles", 0)),
+        kept_chars=int(counts.get("kept_chars", 0)),
+        dropped_chars=int(counts.get("dropped_chars", 0)),
+        status="unchanged",
     )
 
 
@@ -229,16 +682,15 @@ def build_from_documents(
     skipped: dict[str, str] | None = None,
     show_progress: bool = False,
 ) -> VectorIndex:
-    """Chunk, embed and atomically save already-loaded documents (seeds, or an evaluation corpus)."""
+    """Chunk, embed and save already-loaded documents (an evaluation corpus) as a new index version."""
     chunks = chunk_documents(docs, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
-    vectors = embedder.embed_passages([passage_text(c) for c in chunks], show_progress=show_progress)
+    vectors = embed_passages(embedder, [passage_text(c) for c in chunks], show_progress=show_progress)
     manifest = Manifest(
         embedding_model=embedder.model_id,
         dimension=embedder.dimension,
         chunk_size=chunk_size,
         chunk_overlap=chunk_overlap,
         separators=JAPANESE_SEPARATORS,
-        # Skipped files are hashed too, so fixing one makes the index stale and it is read next time.
         sources=sources or {},
         docs=len(docs),
         chunks=len(chunks),
@@ -246,5 +698,6 @@ def build_from_documents(
         created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
     index = VectorIndex.from_vectors(manifest, chunks, vectors)
-    index.save(Path(index_dir))
+    index.stamp = index.save(Path(index_dir))
+    index.source_dir = Path(index_dir)
     return index

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.errors import ModelError
+from rag.files import sha256_file
 
 
 @dataclass(frozen=True)
@@ -57,15 +58,6 @@ def _marker_path(path: Path) -> Path:
 def _stat_key(path: Path) -> dict[str, int]:
     st = path.stat()
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a (large) file, read in 4 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(_CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _part_paths(spec: BundledGGUF) -> list[Path]:

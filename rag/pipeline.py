@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 import unicodedata
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from rag import answerability
@@ -13,10 +15,10 @@ from rag.answertype import answer_phrase, misfit
 from rag.citations import REFUSAL_TEXT, attach_citations, is_refusal, phrase_found
 from rag.config import Settings
 from rag.embedding import Embedder
-from rag.errors import QuestionError
+from rag.errors import QuestionError, RagError, SeedsError
 from rag.generation import Generator, build_messages
 from rag.retrieval import Retriever
-from rag.types import Answer, BuildReport, Citation, Hit, SkippedFile
+from rag.types import AddReport, Answer, BuildReport, Citation, Hit, SkippedFile
 
 History = Sequence[tuple[str, str]]  # (question, answer text) of earlier turns, oldest first
 MAX_HISTORY_TURNS = 2  # older turns cost prompt tokens and rarely matter for a follow-up
@@ -145,9 +147,36 @@ class RagPipeline:
         self.retriever = retriever
         self.generator = generator
         self.settings = settings or Settings()
+        self._reload_lock = threading.Lock()
+        self._failed_stamp: str | None = None  # a new index that failed to load is not retried every question
+
+    def reload_if_changed(self) -> bool:
+        """Open the index again if a build replaced it since it was loaded; the models are kept. True if reloaded."""
+        from rag.index import VectorIndex, current_stamp
+
+        index = self.retriever.index
+        if index.source_dir is None:  # built in memory, not read from an index folder
+            return False
+        stamp = current_stamp(index.source_dir)
+        if stamp is None or stamp in (index.stamp, self._failed_stamp):
+            return False
+        with self._reload_lock:
+            if self.retriever.index.stamp == stamp:  # another thread reloaded it meanwhile
+                return False
+            embedder = self.retriever.embedder
+            try:
+                fresh = VectorIndex.load(index.source_dir, expected_model=embedder.model_id)
+            except RagError as exc:
+                self._failed_stamp = stamp
+                warnings.warn(f"Kept answering from the index loaded before: {exc}", stacklevel=2)
+                return False
+            # A new Retriever, not a changed one: a question being answered keeps the index it started with.
+            self.retriever = Retriever(fresh, embedder, mode=self.retriever.mode)
+        return True
 
     def retrieve(self, question: str, *, k: int | None = None, history: History = ()) -> list[Hit]:
         """The passages an answer to `question` would be written from, best first."""
+        self.reload_if_changed()  # articles added by `rag add` or the chat page are answered without a restart
         k = k or self.settings.top_k
         previous = [q for q, _ in history][-MAX_HISTORY_TURNS:] if is_follow_up(question) else []
         return self.retriever.complete_sentences(self.retriever.retrieve_in_conversation(question, previous, k=k))
@@ -237,6 +266,15 @@ def load_pipeline(
     return RagPipeline(Retriever(index, embedder, mode=settings.retrieval_mode), generator, settings=settings)
 
 
+def _lazy_embedder(settings: Settings) -> Embedder:
+    """The settings' embedder, loaded only when something is embedded (its id is read from the folder)."""
+    from rag.embedding import LazyEmbedder, model_id_of
+    from rag.models import resolve_embed_path
+
+    folder = resolve_embed_path(models_dir=settings.models_dir, embed_model_path=settings.embed_model_path)
+    return LazyEmbedder(model_id_of(folder), lambda: load_embedder(settings))
+
+
 def build_index(
     seeds_dir: str | Path | None = None,
     index_dir: str | Path | None = None,
@@ -244,26 +282,24 @@ def build_index(
     settings: Settings | None = None,
     embedder: Embedder | None = None,
     if_stale: bool = False,
+    full: bool = False,
     show_progress: bool = False,
     **overrides: object,
 ) -> BuildReport:
-    """Build the index from the seeds folder; with if_stale=True, only when seeds or settings changed."""
+    """Update the index from the seeds folder: only new or changed files are read and embedded.
+
+    full=True re-reads and re-embeds every file. The embedding model is loaded only if there is
+    something to embed. if_stale=True only compares hashes (the index is left alone when current).
+    """
     from rag import index as index_mod
 
     settings = (settings or Settings()).with_overrides(seeds_dir=seeds_dir, index_dir=index_dir, **overrides)
-    if if_stale:
-        if embedder is not None:
-            model_id = embedder.model_id
-        else:  # no need to load torch and the weights just to learn the index is current
-            from rag.embedding import model_id_of
-            from rag.models import resolve_embed_path
-
-            folder = resolve_embed_path(models_dir=settings.models_dir, embed_model_path=settings.embed_model_path)
-            model_id = model_id_of(folder)
+    embedder = embedder or _lazy_embedder(settings)
+    if if_stale and not full:
         reason = index_mod.stale_reason(
             settings.index_dir,
             settings.seeds_dir,
-            embedding_model=model_id,
+            embedding_model=embedder.model_id,
             chunk_size=settings.chunk_size,
             chunk_overlap=settings.chunk_overlap,
         )
@@ -276,12 +312,58 @@ def build_index(
                 seconds=0.0,
                 skipped=[SkippedFile(path=p, reason=r) for p, r in manifest.skipped.items()],
                 rebuilt=False,
+                files=[index_mod.stored_report(manifest, rel) for rel in manifest.sources],
             )
     return index_mod.build(
         settings.seeds_dir,
         settings.index_dir,
-        embedder=embedder or load_embedder(settings),
+        embedder=embedder,
         chunk_size=settings.chunk_size,
         chunk_overlap=settings.chunk_overlap,
         show_progress=show_progress,
+        full=full,
+    )
+
+
+def add_documents(
+    paths: Iterable[str | Path],
+    *,
+    index_dir: str | Path | None = None,
+    seeds_dir: str | Path | None = None,
+    replace: bool = False,
+    names: Iterable[str] | None = None,
+    settings: Settings | None = None,
+    embedder: Embedder | None = None,
+    show_progress: bool = False,
+    **overrides: object,
+) -> AddReport:
+    """Copy article files into the seeds folder (safe names, .txt/.md/.html, ≤ 10 MB) and update the index.
+
+    A file whose name is taken is refused unless replace=True; one refused file refuses the call and
+    nothing changes. If the index update fails, the copied files are taken out again and the previous
+    index stays. A running pipeline answers from the new index at its next question.
+    """
+    from rag.index import missing_sources
+    from rag.upload import save_files, undo
+
+    settings = (settings or Settings()).with_overrides(seeds_dir=seeds_dir, index_dir=index_dir, **overrides)
+    # Adding must never take articles out: an index built from another folder would lose all of its own.
+    missing = missing_sources(settings.index_dir, settings.seeds_dir)
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise SeedsError(
+            f"The index in {settings.index_dir}/ holds files that are not in {settings.seeds_dir}/ ({shown}), so "
+            f"it was probably built from another folder; adding here would drop them. Give the seeds folder it was "
+            f"built from (--seeds), or run `rag build --seeds {settings.seeds_dir}` first if they were removed on purpose."
+        )
+    saved = save_files(paths, settings.seeds_dir, replace=replace, names=names)
+    try:
+        report = build_index(settings=settings, embedder=embedder, show_progress=show_progress)
+    except BaseException:
+        undo(saved, settings.seeds_dir)
+        raise
+    return AddReport(
+        saved=[s.name for s in saved],
+        build=report,
+        unchanged=[s.name for s in saved if s.unchanged],
     )

@@ -96,7 +96,10 @@ class FileReport:
     articles: int = 0
     kept_chars: int = 0
     dropped_chars: int = 0
-    status: str = "read"  # set by the index build: "added", "changed", "unchanged", "skipped"
+    # Set by the index build, comparing with the previous index: "added", "changed", "unchanged",
+    # "removed" (gone from the seeds folder, its passages dropped) or "skipped" (no usable article:
+    # see reason). BuildReport.embedded says how many passages were embedded anew.
+    status: str = "read"
     reason: str = ""  # why a skipped file gave no article
 
 
@@ -110,4 +113,18 @@ class BuildReport:
     seconds: float
     skipped: list[SkippedFile] = field(default_factory=list)
     rebuilt: bool = True  # False when the index was already up to date
-    files: list[FileReport] = field(default_factory=list)  # one per seed file, in path order
+    files: list[FileReport] = field(default_factory=list)  # one per seed file, in path order, then removed files
+    embedded: int = 0  # passages embedded by this build (the others were reused from the previous index)
+
+    def count(self, status: str) -> int:
+        """How many files have this status ("added", "changed", "unchanged", "removed", "skipped")."""
+        return sum(1 for f in self.files if f.status == status)
+
+
+@dataclass(frozen=True)
+class AddReport:
+    """What `add_documents` did: the names the files were saved under, and the index update."""
+
+    saved: list[str]  # names in the seeds folder, in the order the files were given
+    build: BuildReport
+    unchanged: list[str] = field(default_factory=list)  # given files already in the seeds folder byte for byte

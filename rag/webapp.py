@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from rag.config import Settings
-from rag.errors import RagError
-from rag.pipeline import RagPipeline, load_pipeline
+from rag.errors import RagError, UploadError
+from rag.pipeline import RagPipeline, add_documents, load_pipeline
 from rag.types import Answer, Citation
 
 TITLE = "記事QA"
@@ -74,6 +74,52 @@ def history_pairs(history: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return pairs
 
 
+UPLOAD_LABEL = "記事を追加する"
+_UPLOAD_REFUSALS = {
+    "type": "{name}: この種類のファイルは追加できません（{allowed} のみ）。",
+    "size": "{name}: ファイルが大きすぎます（上限 10 MB）。記事ごとに分けて追加してください。",
+    "exists": "{name}: 同じ名前で内容の違う記事がすでにあります。名前を変えるか「同じ名前の記事を置き換える」を選んでください。",
+    "empty": "{name}: ファイルが空です。",
+    "missing": "{name}: ファイルが見つかりません。もう一度選んでください。",
+    "unreadable": "{name}: 記事の本文を読み取れませんでした（{detail}）。",
+    "duplicate": "{name}: 同じ名前になるファイルが2つ選ばれています。名前を変えてください。",
+}
+
+
+def upload_articles(pipe: RagPipeline, paths: list[str], *, replace: bool = False) -> str:
+    """Add uploaded files to the seeds folder and the index; a Japanese message says what happened."""
+    from rag.upload import allowed_suffixes
+
+    if not paths:
+        return "追加するファイルを選んでください。"
+    settings = pipe.settings
+    try:
+        result = add_documents(
+            paths,
+            settings=settings,
+            embedder=pipe.retriever.embedder,
+            replace=replace,
+        )
+    except UploadError as exc:
+        template = _UPLOAD_REFUSALS.get(exc.code, "{name}: 追加できませんでした（{detail}）。")
+        reason = template.format(name=exc.filename, allowed=" ".join(allowed_suffixes()), detail=exc.detail or exc)
+        return f"**追加しませんでした。** {reason} ほかのファイルも追加していません。"
+    except RagError as exc:
+        return f"**追加しませんでした。** 索引を更新できませんでした: {exc} 以前の索引のまま答えます。"
+    pipe.reload_if_changed()  # the next question is answered from the new index
+    build = result.build
+    lines = ["**記事を追加しました。** 次の質問から新しい記事も検索します。"]
+    by_name = {f.path: f for f in build.files}
+    for name in result.saved:
+        f = by_name.get(name)
+        if name in result.unchanged:
+            lines.append(f"- `{name}`: 同じ内容の記事がすでにありました（変更なし）")
+        elif f is not None:
+            lines.append(f"- `{name}`: {f.articles} 件の記事、{f.kept_chars} 文字")
+    lines.append(f"索引: {build.docs} 記事、{build.chunks} 段落（新たに埋め込んだ段落 {build.embedded}）")
+    return "\n".join(lines)
+
+
 def build_app(pipe: RagPipeline) -> Any:
     """The Gradio Blocks app around a loaded pipeline."""
     import gradio as gr
@@ -97,7 +143,7 @@ def build_app(pipe: RagPipeline) -> Any:
 
     chatbot = gr.Chatbot(label="記事QA", height=560, placeholder="ニュース記事について質問してください。")
     textbox = gr.Textbox(placeholder="例: ロシア軍が奪還を目指している町はどこ?", submit_btn="送信", stop_btn="停止")
-    return gr.ChatInterface(
+    app = gr.ChatInterface(
         respond,
         chatbot=chatbot,
         textbox=textbox,
@@ -108,10 +154,25 @@ def build_app(pipe: RagPipeline) -> Any:
         concurrency_limit=1,  # one llama.cpp context: questions are answered one at a time
         api_name="chat",
     )
+    from rag.upload import allowed_suffixes
+
+    def upload(files: list[Any] | None, replace: bool) -> str:
+        paths = [f if isinstance(f, str) else getattr(f, "name", str(f)) for f in files or []]
+        return upload_articles(pipe, paths, replace=replace)
+
+    with app, gr.Accordion(UPLOAD_LABEL, open=False):  # added below the chat, inside the same page
+        # No file_types filter: Gradio would refuse other types with its own English message; the
+        # handler refuses them with a Japanese one that says which types are accepted.
+        files = gr.File(label=f"記事ファイル（{' '.join(allowed_suffixes())}、1ファイル 10 MB まで）", file_count="multiple")
+        replace = gr.Checkbox(label="同じ名前の記事を置き換える", value=False)
+        button = gr.Button(UPLOAD_LABEL, variant="secondary")
+        result = gr.Markdown()
+        button.click(upload, inputs=[files, replace], outputs=result, api_name="add_articles", concurrency_limit=1)
+    return app
 
 
 def serve(*, settings: Settings | None = None, host: str = "127.0.0.1", port: int = 7860) -> None:
-    """Load the models once and serve the chat page (on 127.0.0.1 unless told otherwise)."""
+    """Load the models once and serve the chat page (on 127.0.0.1 unless told otherwise); uploads go to settings.seeds_dir."""
     settings = settings or Settings.from_env()
     pipe = load_pipeline(settings=settings)
     app = build_app(pipe)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from rag.config import Settings
+from rag.index import version_dir
 from tests.conftest import KURSK_FILE, KURSK_Q, REPO, chat_server, rag_cli
 
 pytestmark = pytest.mark.integration
@@ -32,7 +33,7 @@ def test_rag_build_cli_on_real_seeds(tmp_path: Path) -> None:
     out = rag_cli("build", "--seeds", str(REPO / "seeds"), "--index", str(tmp_path / "idx"), "--quiet")
     assert out.returncode == 0, out.stderr
     assert re.search(r"完了: \d+ 記事, \d+ passages", out.stdout)
-    assert (tmp_path / "idx" / "manifest.json").is_file()
+    assert (version_dir(tmp_path / "idx") / "manifest.json").is_file()
     again = rag_cli("build", "--seeds", str(REPO / "seeds"), "--index", str(tmp_path / "idx"), "--if-stale", "--quiet")
     assert again.returncode == 0 and "最新" in again.stdout
 

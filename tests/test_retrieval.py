@@ -1,7 +1,7 @@
 import pytest
 
 from rag.errors import RagError
-from rag.index import VectorIndex
+from rag.index import VectorIndex, version_dir
 from rag.lexical import tokenize
 from rag.pipeline import build_index
 from rag.retrieval import Retriever, rrf
@@ -31,7 +31,7 @@ def test_lexical_search_with_only_unknown_words_finds_nothing(index, embedder) -
 
 
 def test_bm25_index_is_saved_with_the_vectors(index, settings) -> None:
-    assert (settings.index_dir / "bm25").is_dir()
+    assert (version_dir(settings.index_dir) / "bm25").is_dir()
     assert index.lexical.search("ハヤブサ", 2)
 
 

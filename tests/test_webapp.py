@@ -35,3 +35,18 @@ def test_history_pairs_skip_sources_messages() -> None:
         {"role": "assistant", "content": "クルスク州です[1]。"},
     ]
     assert history_pairs(history) == [("要衝の町は?", "スジャです[1]。"), ("その町はどこの州?", "クルスク州です[1]。")]
+
+
+def test_chat_page_has_the_upload_control(settings, embedder) -> None:
+    from rag.pipeline import build_index, load_pipeline
+    from rag.webapp import UPLOAD_LABEL, build_app
+    from tests.conftest import RecordingGenerator
+
+    build_index(settings=settings, embedder=embedder)
+    app = build_app(load_pipeline(settings=settings, embedder=embedder, generator=RecordingGenerator()))
+    config = app.get_config_file()
+    labels = {str(c.get("props", {}).get("label")) for c in config["components"]}
+    assert UPLOAD_LABEL in labels and "同じ名前の記事を置き換える" in labels
+    assert any(label.startswith("記事ファイル（.txt") for label in labels)
+    api_names = {d.get("api_name") for d in config["dependencies"]}
+    assert {"chat", "add_articles"} <= api_names
