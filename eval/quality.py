@@ -94,12 +94,14 @@ def main() -> None:
         index, items = _corpus(name, settings, embedder, Path("eval/out/.index"))
         items = ev.spread(items, args.limit)
         pipe = RagPipeline(Retriever(index, embedder, mode=settings.retrieval_mode), generator, settings=settings)
-        records, scored, started = [], [], time.perf_counter()
+        scored, started = [], time.perf_counter()
+        # One line per question as soon as it is answered: a run cut short still leaves its records.
+        sink = open(out / f"{name}.jsonl", "w", encoding="utf-8")
         for n, item in enumerate(items, start=1):
             answer = pipe.ask(item.question, history=item.history)
             rec = ev.score_answer(item, answer)
             scored.append(rec)
-            records.append(
+            record = (
                 {
                     **asdict(rec),
                     "answers": item.answers,
@@ -115,6 +117,8 @@ def main() -> None:
                     "cited": [c.n for c in answer.citations],
                 }
             )
+            sink.write(json.dumps(record, ensure_ascii=False) + "\n")
+            sink.flush()
             if n % 10 == 0 or n == len(items):
                 acc = ev.answer_scores(scored)
                 print(
@@ -123,9 +127,7 @@ def main() -> None:
                     f"ttft p50 {acc['ttft_p50']:.1f}s",
                     flush=True,
                 )
-        with open(out / f"{name}.jsonl", "w", encoding="utf-8") as fh:
-            for r in records:
-                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+        sink.close()
         scores = ev.answer_scores(scored)
         scores["minutes"] = (time.perf_counter() - started) / 60
         scores["ttft_median"] = statistics.median(r.ttft for r in scored) if scored else 0.0

@@ -160,6 +160,9 @@ def _cite_line(text: str, passages: list[str], question: str, cited: dict[int, C
 # An answer phrase up to this long is a span the passage should hold word for word (a name, a
 # number, a date); a longer one is an explanation, judged by support() sentence by sentence.
 MAX_SPAN_CHARS = 20
+# Two hiragana in a row (された, している, という) make a phrase a clause the model wrote in its own
+# words, not a name or number to be found verbatim; a lone の or ヶ inside a name is fine.
+_INFLECTED = re.compile(r"[\u3040-\u309f]{2,}")
 _PAREN = re.compile(r"[(（][^()（）]*[)）]")
 _LEAD = re.compile(r"^(?:約|およそ|計|合計|\d{4}年(?=\d{1,2}月))")
 
@@ -176,7 +179,7 @@ def phrase_found(phrase: str, passages: list[str]) -> bool:
     be: an added 約 or year, a parenthetical (「11億ドル(約1600億円)」), list items found one by one.
     """
     phrase = _span_norm(phrase).strip("、。,.")
-    if not phrase or len(phrase) > MAX_SPAN_CHARS:
+    if not phrase or len(phrase) > MAX_SPAN_CHARS or _INFLECTED.search(phrase):
         return True
     have = _span_norm("\n".join(passages))
     for part in re.split(r"[、,・]|および|及び", phrase):

@@ -63,5 +63,6 @@ def test_the_cited_passage_must_hold_the_answer_phrase_itself() -> None:
     assert phrase_found("クルスク州、スジャ", [passage]) and not phrase_found("クルスク州、ハリコフ", [passage])
     assert phrase_found("2025年3月18日", ["会談は3月18日に行われた。"])  # a year the article date implies
     assert not phrase_found("3月19日", ["会談は3月18日に行われた。"])
+    assert phrase_found("制圧地域を広げてきた", [passage])  # a clause in the model's words: support() judges it
     long_answer = "ロシア軍は攻勢を強めて制圧地域を広げ、ウクライナ軍は撤退を迫られている"
     assert phrase_found(long_answer, [passage])  # an explanation is judged sentence by sentence elsewhere
