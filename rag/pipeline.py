@@ -179,7 +179,8 @@ class RagPipeline:
         self.reload_if_changed()  # articles added by `rag add` or the chat page are answered without a restart
         k = k or self.settings.top_k
         previous = [q for q, _ in history][-MAX_HISTORY_TURNS:] if is_follow_up(question) else []
-        return self.retriever.complete_sentences(self.retriever.retrieve_in_conversation(question, previous, k=k))
+        retriever = self.retriever  # one index for the whole question, even if a reload happens meanwhile
+        return retriever.complete_sentences(retriever.retrieve_in_conversation(question, previous, k=k))
 
     def ask(self, question: str, *, k: int | None = None, history: History = ()) -> Answer:
         """Answer a question (optionally a follow-up to `history`) with numbered citations."""
