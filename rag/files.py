@@ -14,8 +14,9 @@ import hashlib
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 _BLOCK = 1 << 22  # 4 MiB: large files (GGUF, e5 weights) hash without being read whole
 TMP_PREFIX = ".tmp-"  # every temporary name written here starts with it, so leftovers are easy to find
@@ -57,19 +58,24 @@ def temp_path(target: Path) -> Path:
     return target.with_name(f"{TMP_PREFIX}{target.name}-{secrets.token_hex(4)}")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Replace path's content with data; a crash leaves the old content or the new, never a part."""
+def _atomic_replace(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write a temp file next to path with `write`, fsync it, rename it over path, fsync the folder."""
     path = Path(path)
     tmp = temp_path(path)
     try:
         with open(tmp, "xb") as fh:
-            fh.write(data)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Replace path's content with data; a crash leaves the old content or the new, never a part."""
+    _atomic_replace(path, lambda fh: fh.write(data))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -79,17 +85,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_copy(src: Path, dest: Path) -> None:
     """Copy src to dest atomically (dest is replaced if it exists)."""
-    dest = Path(dest)
-    tmp = temp_path(dest)
-    try:
-        with open(src, "rb") as fin, open(tmp, "xb") as fout:
-            shutil.copyfileobj(fin, fout, _BLOCK)
-            fout.flush()
-            os.fsync(fout.fileno())
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_dir(dest.parent)
+    with open(src, "rb") as fin:
+        _atomic_replace(dest, lambda fout: shutil.copyfileobj(fin, fout, _BLOCK))
 
 
 @contextlib.contextmanager
