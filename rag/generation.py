@@ -157,6 +157,53 @@ def build_messages(
     return messages
 
 
+# llama.cpp built with GGML_BACKEND_DL + GGML_CPU_ALL_VARIANTS (see the Makefile) ships one CPU
+# backend per instruction-set level (libggml-cpu-haswell.so, libggml-cpu-icelake.so, ...) and
+# loads none by itself; llama-cpp-python does not load them either (abetlen/llama-cpp-python#2069).
+_CPU_VARIANT = re.compile(r"libggml-cpu-([\w.]+)\.so")
+
+
+def _llama_lib_dir() -> Path:
+    import llama_cpp
+
+    return Path(llama_cpp.__file__).resolve().parent / "lib"
+
+
+def load_cpu_backend() -> str | None:
+    """Load the CPU backend that fits this CPU, once; return its variant name, or None for a single-CPU build.
+
+    ggml scores every libggml-cpu-*.so next to libggml by the CPU's cpuid and loads the best one
+    whose instructions the CPU has; a CPU older than every variant gets a ModelError, not a crash.
+    """
+    import ctypes
+
+    lib_dir = _llama_lib_dir()
+    if not any(lib_dir.glob("libggml-cpu-*")):
+        return None  # the CPU backend is linked into libggml: nothing to load
+    ggml = ctypes.CDLL(str(lib_dir / "libggml.so"))  # the copy llama_cpp already loaded (same soname)
+    ggml.ggml_backend_reg_by_name.argtypes = [ctypes.c_char_p]
+    ggml.ggml_backend_reg_by_name.restype = ctypes.c_void_p
+    if not ggml.ggml_backend_reg_by_name(b"CPU"):
+        ggml.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
+        ggml.ggml_backend_load_all_from_path(str(lib_dir).encode())
+        if not ggml.ggml_backend_reg_by_name(b"CPU"):
+            raise ModelError(
+                f"None of llama.cpp's CPU backends in {lib_dir} runs on this CPU. Rebuild llama-cpp-python "
+                "with the x64 variant in LLAMA_CPU_VARIANTS (Makefile)."
+            )
+    return loaded_cpu_variant()
+
+
+def loaded_cpu_variant() -> str | None:
+    """Name of the libggml-cpu-<variant>.so mapped into this process (Linux), or None."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return None
+    names = set(_CPU_VARIANT.findall(maps))
+    return names.pop() if len(names) == 1 else None
+
+
 class LlamaCppGenerator:
     """A GGUF model run by llama-cpp-python, prompted with the chat template stored in the file.
 
@@ -182,6 +229,7 @@ class LlamaCppGenerator:
         from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+        self.cpu_variant = load_cpu_backend()
         try:
             self.llm = Llama(
                 model_path=str(model_path),
