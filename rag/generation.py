@@ -204,6 +204,50 @@ def loaded_cpu_variant() -> str | None:
     return names.pop() if len(names) == 1 else None
 
 
+KV_CACHE_TYPES = ("f16", "q8_0")
+
+
+def open_llama(
+    model_path: Path,
+    *,
+    n_ctx: int = 4096,
+    n_threads: int | None = None,
+    n_batch: int = 512,
+    n_ubatch: int = 512,
+    flash_attn: bool = False,
+    kv_cache_type: str = "f16",
+    seed: int = 0,
+):  # -> llama_cpp.Llama (not imported at module level)
+    """A llama_cpp.Llama on the CPU backend that fits this CPU; the one place its options are set.
+
+    kv_cache_type "q8_0" halves the attention cache; llama.cpp needs flash attention for a quantized V cache.
+    """
+    import llama_cpp
+
+    if kv_cache_type not in KV_CACHE_TYPES:
+        raise ModelError(f"kv_cache_type {kv_cache_type!r} is not one of {', '.join(KV_CACHE_TYPES)}.")
+    if kv_cache_type != "f16" and not flash_attn:
+        raise ModelError(f"kv_cache_type={kv_cache_type} needs flash_attn=True (RAG_FLASH_ATTN=1).")
+    kv = getattr(llama_cpp, f"GGML_TYPE_{kv_cache_type.upper()}")
+    load_cpu_backend()
+    try:
+        return llama_cpp.Llama(
+            model_path=str(model_path),
+            n_ctx=n_ctx,
+            n_threads=n_threads,
+            n_threads_batch=n_threads,
+            n_batch=n_batch,
+            n_ubatch=min(n_ubatch, n_batch),
+            flash_attn=flash_attn,
+            type_k=kv,
+            type_v=kv,
+            seed=seed,
+            verbose=False,
+        )
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError(f"llama.cpp could not load {model_path}: {exc}. Is it a GGUF model file?") from exc
+
+
 class LlamaCppGenerator:
     """A GGUF model run by llama-cpp-python, prompted with the chat template stored in the file.
 
@@ -223,24 +267,25 @@ class LlamaCppGenerator:
         n_ctx: int = 4096,
         n_threads: int | None = None,
         n_batch: int = 512,
+        n_ubatch: int = 512,
+        flash_attn: bool = False,
+        kv_cache_type: str = "f16",
         temperature: float = 0.0,
         seed: int = 0,
     ) -> None:
-        from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        self.cpu_variant = load_cpu_backend()
-        try:
-            self.llm = Llama(
-                model_path=str(model_path),
-                n_ctx=n_ctx,
-                n_threads=n_threads,
-                n_batch=n_batch,
-                seed=seed,
-                verbose=False,
-            )
-        except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"llama.cpp could not load {model_path}: {exc}. Is it a GGUF model file?") from exc
+        self.llm = open_llama(
+            model_path,
+            n_ctx=n_ctx,
+            n_threads=n_threads,
+            n_batch=n_batch,
+            n_ubatch=n_ubatch,
+            flash_attn=flash_attn,
+            kv_cache_type=kv_cache_type,
+            seed=seed,
+        )
+        self.cpu_variant = loaded_cpu_variant()
         self.model_path = Path(model_path)
         self.temperature = temperature
         self.seed = seed
@@ -282,10 +327,19 @@ class LlamaCppGenerator:
         # The last token may merge with the user's first characters; keep only what surely stays.
         return tokens[:-1]
 
+    @property
+    def prefix_tokens(self) -> list[int]:
+        """The instruction prefix every prompt starts with, evaluated once and kept in the cache."""
+        return list(self._prefix)
+
+    def prompt_tokens(self, messages: list[Message]) -> list[int]:
+        """The formatted prompt's tokens, as the model sees them."""
+        prompt, _ = self._prompt(messages)
+        return self._tokens(prompt)
+
     def count_prompt_tokens(self, messages: list[Message]) -> int:
         """Tokens of the formatted prompt, as the model sees it."""
-        prompt, _ = self._prompt(messages)
-        return len(self._tokens(prompt))
+        return len(self.prompt_tokens(messages))
 
     def stream_chat(self, messages: list[Message], *, max_tokens: int) -> Iterator[str]:
         """Stream the reply, decoded greedily from the cached instruction prefix (see the class docstring)."""

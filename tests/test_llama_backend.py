@@ -67,7 +67,11 @@ def test_llama_cpp_uses_only_instructions_this_cpu_has() -> None:
 def test_the_best_shipped_cpu_variant_for_this_cpu_is_loaded() -> None:
     from rag.generation import _llama_lib_dir, load_cpu_backend
 
-    shipped = {m.group(1) for p in _llama_lib_dir().glob("libggml-cpu-*.so") if (m := re.match(r"libggml-cpu-(.+)\.so$", p.name))}
+    shipped = {
+        m.group(1)
+        for p in _llama_lib_dir().glob("libggml-cpu-*.so")
+        if (m := re.match(r"libggml-cpu-(.+)\.so$", p.name))
+    }
     if not shipped:
         pytest.skip("llama-cpp-python was built with one CPU backend (no GGML_BACKEND_DL); see the Makefile")
     assert not shipped & {"sapphirerapids"}, "AMX variants crash where the kernel refuses tile data; keep them out"
