@@ -111,6 +111,7 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=12, help="the first N questions of eval/seed_qa.jsonl")
     parser.add_argument("--index", default="index")
     parser.add_argument("--compare", action="append", default=[], metavar="PYTHON", help="another build's python")
+    parser.add_argument("--dump-prompts", type=Path, help="write the prompts for bench/llama_options.py and stop")
     parser.add_argument("--raw", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.raw:
@@ -134,6 +135,10 @@ def main() -> None:
         k: getattr(settings, k) for k in ("n_ctx", "n_threads", "n_batch", "n_ubatch", "flash_attn", "kv_cache_type")
     }
     data = {"model": str(gen.model_path), "options": options, "prefix": prefix, "prompts": prompts}  # type: ignore[attr-defined]
+
+    if args.dump_prompts:
+        args.dump_prompts.write_text(json.dumps(data))
+        return
 
     pipeline: dict[str, list[float]] = {"ttft": [], "gen_tps": [], "total": []}
     builds = {"this": sys.executable, **{f"compare{i}": p for i, p in enumerate(args.compare, 1)}}
