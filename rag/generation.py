@@ -177,10 +177,15 @@ def load_cpu_backend() -> str | None:
     """
     import ctypes
 
+    from llama_cpp import llama_cpp as bindings
+
     lib_dir = _llama_lib_dir()
     if not any(lib_dir.glob("libggml-cpu-*")):
         return None  # the CPU backend is linked into libggml: nothing to load
-    ggml = ctypes.CDLL(str(lib_dir / "libggml.so"))  # the copy llama_cpp already loaded (same soname)
+    # ggml's functions looked up through libllama's handle: the libggml it is linked with. Opening
+    # lib/libggml.so by path would load a second copy (the wheel holds copies, not symlinks) whose
+    # registry libllama never sees.
+    ggml = bindings._lib
     ggml.ggml_backend_reg_by_name.argtypes = [ctypes.c_char_p]
     ggml.ggml_backend_reg_by_name.restype = ctypes.c_void_p
     if not ggml.ggml_backend_reg_by_name(b"CPU"):
