@@ -79,3 +79,20 @@ def test_the_best_shipped_cpu_variant_for_this_cpu_is_loaded() -> None:
     fitting = [v for v in shipped if v in VARIANTS and VARIANTS[v] <= flags]
     expected = max(fitting, key=score)
     assert load_cpu_backend() == expected, (sorted(shipped), sorted(flags & set(_SCORE)))
+
+
+def test_a_quantized_attention_cache_without_flash_attention_is_refused_with_the_fix(tmp_path: Path) -> None:
+    from rag.errors import ModelError
+    from rag.generation import open_llama
+
+    with pytest.raises(ModelError, match="RAG_FLASH_ATTN=1"):
+        open_llama(tmp_path / "model.gguf", kv_cache_type="q8_0", flash_attn=False)
+    with pytest.raises(ModelError, match="not one of"):
+        open_llama(tmp_path / "model.gguf", kv_cache_type="q4_x", flash_attn=True)
+
+
+def test_llama_options_come_from_the_environment() -> None:
+    from rag.config import Settings
+
+    s = Settings.from_env({"RAG_FLASH_ATTN": "1", "RAG_KV_CACHE_TYPE": "q8_0", "RAG_N_UBATCH": "256"})
+    assert (s.flash_attn, s.kv_cache_type, s.n_ubatch) == (True, "q8_0", 256)
