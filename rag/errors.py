@@ -16,11 +16,22 @@ class IndexNotBuiltError(RagError):
 
 
 class IndexMismatchError(RagError):
-    """The index was built with other settings (model, format) than the ones in use."""
+    """The index was built with other settings (model, format) than the ones in use.
+
+    `path` names the file that says so (the manifest), when known.
+    """
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class IndexCorruptError(RagError):
-    """The index files are unreadable or inconsistent."""
+    """The index files are unreadable or inconsistent; `path` names the damaged file, when known."""
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class IndexBusyError(RagError):

@@ -169,29 +169,89 @@ class VectorIndex:
 
     @classmethod
     def _load_folder(cls, folder: Path, *, expected_model: str | None) -> VectorIndex:
-        import faiss
-
+        """Read and cross-check every file of one index version; any damage is one IndexCorruptError naming the file."""
         manifest = _read_manifest_file(folder)
         if expected_model is not None and manifest.embedding_model != expected_model:
             raise IndexMismatchError(
-                f"The index in {folder}/ was built with the embedding model {manifest.embedding_model!r}, "
-                f"but {expected_model!r} is in use. Run `rag build --full` to rebuild it."
+                f"The index in {folder}/ was built with the embedding model {manifest.embedding_model!r} "
+                f"({folder / MANIFEST}), but {expected_model!r} is in use; its vectors cannot be compared with "
+                f"the questions' vectors. {REBUILD_HINT}",
+                path=str(folder / MANIFEST),
             )
-        try:
-            faiss_index = faiss.read_index(str(folder / VECTORS))
-            with open(folder / CHUNKS, encoding="utf-8") as fh:
-                chunks = [Chunk(**json.loads(line)) for line in fh if line.strip()]
-            lexical = BM25Index.load(folder / LEXICAL)
-        except (OSError, RuntimeError, ValueError, TypeError, KeyError) as exc:
-            raise IndexCorruptError(
-                f"The index in {folder}/ is damaged ({exc}). Run `rag build --full` to rebuild it."
-            ) from exc
-        if faiss_index.ntotal != len(chunks) or faiss_index.d != manifest.dimension:
-            raise IndexCorruptError(
-                f"The index in {folder}/ is inconsistent ({faiss_index.ntotal} vectors, {len(chunks)} chunks). "
-                "Run `rag build --full` to rebuild it."
+        faiss_index = _read_vectors(folder / VECTORS)
+        chunks = _read_chunks(folder / CHUNKS)
+        lexical = _read_lexical(folder / LEXICAL)
+        # Each file read fine on its own; a half-written or mixed-up version shows in the counts.
+        if faiss_index.d != manifest.dimension:
+            raise _damaged(
+                folder / VECTORS, f"holds vectors of dimension {faiss_index.d}, the manifest says {manifest.dimension}"
             )
+        if len(chunks) != manifest.chunks:
+            raise _damaged(folder / CHUNKS, f"holds {len(chunks)} passages, the manifest says {manifest.chunks}")
+        if faiss_index.ntotal != len(chunks):
+            raise _damaged(folder / VECTORS, f"holds {faiss_index.ntotal} vectors for {len(chunks)} passages")
+        if lexical.n_docs != len(chunks):
+            raise _damaged(folder / LEXICAL, f"indexes {lexical.n_docs} passages, {CHUNKS} holds {len(chunks)}")
         return cls(manifest, chunks, faiss_index, lexical)
+
+
+# ---- reading the files of a version (load path only): each failure names its file ----
+
+REBUILD_HINT = (
+    "Run `rag build --full` to rebuild the index from the articles. "
+    "(索引を読めません。`rag build --full` で作り直してください。)"
+)
+_REASON_CHARS = 160  # FAISS's C++ messages run to several lines; the first words say enough
+
+
+def _damaged(path: Path, why: str) -> IndexCorruptError:
+    """The one message every damage gives: which file, what is wrong with it, what to run."""
+    return IndexCorruptError(f"The index is damaged: {path} {why}. {REBUILD_HINT}", path=str(path))
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= _REASON_CHARS else text[:_REASON_CHARS] + "…"
+
+
+def _read_vectors(path: Path) -> Any:
+    import faiss
+
+    if not path.is_file():
+        raise _damaged(path, "is missing")
+    try:
+        return faiss.read_index(str(path))
+    except (RuntimeError, MemoryError, ValueError) as exc:  # faiss raises RuntimeError for a short or foreign file
+        raise _damaged(path, "is truncated or is not a FAISS index") from exc
+
+
+def _read_chunks(path: Path) -> list[Chunk]:
+    if not path.is_file():
+        raise _damaged(path, "is missing")
+    chunks = []
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for number, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    chunks.append(Chunk(**json.loads(line)))
+                except (ValueError, TypeError) as exc:  # not JSON, not an object, wrong fields
+                    raise _damaged(path, f"has a broken line {number} ({_short(exc)})") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _damaged(path, f"is unreadable ({_short(exc)})") from exc
+    return chunks
+
+
+def _read_lexical(folder: Path) -> BM25Index:
+    if not folder.is_dir():
+        raise _damaged(folder, "(the BM25 index) is missing")
+    try:
+        return BM25Index.load(folder)
+    except FileNotFoundError as exc:
+        raise _damaged(Path(exc.filename or folder), "(part of the BM25 index) is missing") from exc
+    except (OSError, ValueError, TypeError, KeyError, EOFError) as exc:
+        raise _damaged(folder, f"(the BM25 index) is truncated or damaged ({_short(exc)})") from exc
 
 
 # ---- where the current version is ----
@@ -203,12 +263,10 @@ def _read_current(index_dir: Path) -> str | None:
         name = (Path(index_dir) / CURRENT).read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         return None
-    except OSError as exc:
-        raise IndexCorruptError(f"{index_dir}/{CURRENT} is unreadable ({exc}). Run `rag build --full`.") from exc
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8
+        raise _damaged(Path(index_dir) / CURRENT, f"is unreadable ({_short(exc)})") from exc
     if not _VERSION_NAME.match(name):
-        raise IndexCorruptError(
-            f"{index_dir}/{CURRENT} does not name an index version ({name[:40]!r}). Run `rag build --full`."
-        )
+        raise _damaged(Path(index_dir) / CURRENT, f"does not name an index version ({name[:40]!r})")
     return name
 
 
@@ -219,8 +277,11 @@ def resolve(index_dir: Path) -> tuple[Path, str]:
     if name is not None:
         folder = index_dir / name
         if not (folder / MANIFEST).is_file():
+            missing = "is missing" if not folder.is_dir() else f"has no {MANIFEST}"
             raise IndexCorruptError(
-                f"{index_dir}/{CURRENT} names {name}/, which is missing or incomplete. Run `rag build --full`."
+                f"The index is damaged: {index_dir / CURRENT} names the version {folder}/, which {missing}. "
+                f"{REBUILD_HINT}",
+                path=str(folder),
             )
         return folder, name
     if (index_dir / MANIFEST).is_file():  # the flat layout of earlier versions
@@ -260,17 +321,20 @@ def _read_manifest_file(folder: Path) -> Manifest:
         raise IndexNotBuiltError(f"No index in {folder}/. Run `rag build` (or `make index`) first.")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise IndexCorruptError(f"{path} is unreadable ({exc}). Run `rag build --full` to rebuild the index.") from exc
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
+        raise _damaged(path, f"is not valid JSON ({_short(exc)})") from exc
+    if not isinstance(raw, dict):
+        raise _damaged(path, f"holds a JSON {type(raw).__name__}, not the index's description")
     if raw.get("format_version") not in READABLE_VERSIONS:
         raise IndexMismatchError(
-            f"The index in {folder}/ has format version {raw.get('format_version')}, this 記事QA reads "
-            f"versions {', '.join(map(str, READABLE_VERSIONS))}. Run `rag build --full` to rebuild it."
+            f"The index in {folder}/ has format version {raw.get('format_version')} ({path}), this 記事QA reads "
+            f"versions {', '.join(map(str, READABLE_VERSIONS))}. {REBUILD_HINT}",
+            path=str(path),
         )
     try:
         return Manifest(**raw)
     except TypeError as exc:
-        raise IndexCorruptError(f"{path} is missing fields ({exc}). Run `rag build --full` to rebuild it.") from exc
+        raise _damaged(path, f"is missing fields or has unknown ones ({_short(exc)})") from exc
 
 
 # ---- the lock, publishing a version, cleaning up ----
@@ -540,6 +604,8 @@ def _build_locked(
         and _incompatible(base, embedding_model=embedder.model_id, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
     ):
         base = None
+    if base is not None and not _loads(index_dir):
+        base = None  # a damaged index is rebuilt by a plain `rag build`, not reported as up to date
 
     if base is not None and old_sources == hashes:  # nothing changed: no new version is written
         files = [stored_report(base, rel) for rel in paths]
@@ -640,6 +706,15 @@ def _build_locked(
         files=reports,
         embedded=len(texts),
     )
+
+
+def _loads(index_dir: Path) -> bool:
+    """True if the current index opens without damage (no embedder needed: the model was compared already)."""
+    try:
+        VectorIndex.load(index_dir)
+    except IndexCorruptError:
+        return False
+    return True
 
 
 def _read(path: Path, rel: str, seeds_dir: Path) -> FileReading:

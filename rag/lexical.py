@@ -63,10 +63,15 @@ class BM25Index:
 
         return cls(bm25s.BM25.load(str(folder), show_progress=False, verbosity=0))
 
+    @property
+    def n_docs(self) -> int:
+        """How many texts are indexed (loading checks it against the chunk store)."""
+        return int(self._model.scores["num_docs"])
+
     def search(self, query: str, k: int) -> list[tuple[int, float]]:
         """Up to k (row, BM25 score) with a positive score, best first."""
         tokens = [t for t in tokenize(query) if t in self._vocab]
-        n_docs = int(self._model.scores["num_docs"])
+        n_docs = self.n_docs
         if not tokens or n_docs == 0:
             return []
         ids, scores = self._model.retrieve([tokens], k=min(k, n_docs), show_progress=False)
