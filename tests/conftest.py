@@ -63,7 +63,7 @@ class RecordingGenerator:
         self.calls.append(messages)
         text = self.reply
         if text is None:
-            sentence = re.search(r"\[1\] (?:（[^）]*）)?([^。\n]*。)", messages[-1]["content"])
+            sentence = re.search(r"\[1\] <資料>(?:（[^）]*）)?([^。\n]*。)", messages[-1]["content"])
             text = f"{sentence.group(1)}[1]" if sentence else "資料には記載がありません。"
         # Stream in small pieces, as a real model does.
         for i in range(0, len(text), 3):
