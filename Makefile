@@ -13,7 +13,7 @@ LLAMA_VERSION := 0.3.36
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 LLAMA_WHEELS := $(HOME)/.cache/kiji-qa/llama-cpp-python-$(LLAMA_VERSION)-avx2
 
-.PHONY: install models index run test test-fast lint bench clean-index
+.PHONY: install models index run test test-fast lint bench clean-index browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,17 @@ index: models
 run: index
 	$(BIN)/rag serve --host $(HOST) --port $(PORT)
 
-test: install
+# The browser test (tests/test_browser.py) drives Debian's Chromium through its chromedriver.
+# Installed only when missing, non-interactively; sudo only when not already root.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; else \
+		echo "Installing chromium and chromium-driver (Debian packages) for the browser test..."; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	fi
+
+test: install browser
 	$(BIN)/rag models qwen2.5-coder-1.5b
 	$(BIN)/python -m pytest
 
