@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +23,7 @@ import pytest
 
 from rag.config import Settings
 from rag.webapp import EXAMPLES, UPLOAD_LABEL
-from tests.conftest import chat_server
+from tests.conftest import REPO, free_port, run_env
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +44,7 @@ CHROMIUM_FLAGS = [
     "--window-size=1280,2000",
 ]
 ANSWER_WAIT = 900  # seconds: the model writes on 2 shared cores; a wait, not a speed assertion
+SERVER_WAIT = 900  # loading both models on a busy machine has taken over 300 s
 MARKER = re.compile(r"\[\d+\]")
 
 NEW_ARTICLE = "otaru_yukiakari.txt"
@@ -118,13 +123,40 @@ def _open_sources(driver: Any, panel: Any) -> str:
 
 @pytest.fixture
 def served(real_index: Settings, tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    """`rag serve` (app.py) on a copy of the real seeds and index, so an upload changes only the copy."""
+    """A real `rag serve` process on a copy of the real seeds and index (an upload changes only the copy)."""
     seeds, index_dir = tmp_path / "seeds", tmp_path / "index"
     shutil.copytree(real_index.seeds_dir, seeds)
     shutil.copytree(real_index.index_dir, index_dir)
-    settings = Settings(models_dir=real_index.models_dir, seeds_dir=seeds, index_dir=index_dir)
-    with chat_server(settings, "--seeds", str(seeds)) as (_proc, port):
+    port = free_port()
+    log = open(tmp_path / "serve.log", "w+", encoding="utf-8")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rag.cli", "serve", "--index", str(index_dir), "--seeds", str(seeds), "--port", str(port)],
+        cwd=REPO,
+        env=run_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.time() + SERVER_WAIT
+        while True:
+            if proc.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"rag serve exited: {log.read()[-2000:]}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if time.time() > deadline:
+                pytest.fail(f"rag serve did not listen within {SERVER_WAIT} s")
+            time.sleep(1)
         yield port, seeds
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
 
 
 def test_browser_asks_an_example_opens_its_source_then_uploads_an_article_and_asks_about_it(
