@@ -26,8 +26,8 @@ History = Sequence[tuple[str, str]]  # (question, answer text) of earlier turns,
 MAX_HISTORY_TURNS = 2  # older turns cost prompt tokens and rarely matter for a follow-up
 MAX_QUESTION_CHARS = 1000  # a question, not an article: longer ones are refused with a message
 # Control characters (a pasted NUL, an escape sequence) mean nothing in a question; tabs and line
-# breaks are kept as spaces.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# breaks are kept as spaces. Lone surrogates (JSON may carry "\ud800") cannot be encoded for the models.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 # A question that points back (その町, 彼, 同社 ...), opens with a connective (では, じゃあ, ほかに)
 # or is too short to name its topic (「ハリコフは?」) continues the conversation. Any other question
@@ -180,11 +180,19 @@ class QuestionGate:
         with self._cond:
             return self._queue.index(ticket) if ticket in self._queue else 0
 
-    def wait(self, ticket: object) -> None:
-        """Block until the ticket is first in the queue."""
+    def wait(self, ticket: object, cancelled: threading.Event | None = None) -> bool:
+        """Block until the ticket is first in the queue (True) or `cancelled` is set (False)."""
         with self._cond:
             while self._queue[0] is not ticket:
+                if cancelled is not None and cancelled.is_set():
+                    return False
                 self._cond.wait()
+            return True
+
+    def wake(self) -> None:
+        """Let waiters look at their cancel flags again."""
+        with self._cond:
+            self._cond.notify_all()
 
     def leave(self, ticket: object) -> None:
         """Give up the place (waiting or answering); the next ticket goes on. Safe to call twice."""
@@ -209,10 +217,16 @@ class AnswerStream:
     """
 
     def __init__(
-        self, pieces: Iterator[str], *, release: Callable[[], None] | None = None, result: list[Answer] | None = None
+        self,
+        pieces: Iterator[str],
+        *,
+        release: Callable[[], None] | None = None,
+        result: list[Answer] | None = None,
+        cancel: Callable[[], None] | None = None,
     ) -> None:
         self._pieces = pieces
         self._release = release
+        self._cancel = cancel
         # The producer appends the Answer here, not to the stream: a generator holding the stream would
         # make a cycle, and a dropped stream would keep its place in the queue until the cyclic GC ran.
         self._result: list[Answer] = [] if result is None else result
@@ -229,8 +243,16 @@ class AnswerStream:
     def __next__(self) -> str:
         return next(self._pieces)
 
+    def cancel(self) -> None:
+        """Ask the thread reading this stream to stop (safe from any thread): it ends after the current piece.
+
+        A question still waiting for its turn leaves the queue without being answered; `.answer` stays None.
+        """
+        if self._cancel is not None:
+            self._cancel()
+
     def close(self) -> None:
-        """Stop reading: the model is free for the next question at once."""
+        """Stop reading (from the thread that reads): the model is free for the next question at once."""
         close = getattr(self._pieces, "close", None)
         if close is not None:
             close()
@@ -319,8 +341,17 @@ class RagPipeline:
         limit = self.settings.max_tokens if max_tokens is None else max(1, min(max_tokens, self.settings.max_tokens))
         ticket = self.gate.enter()
         result: list[Answer] = []
+        cancelled = threading.Event()
+
+        def cancel() -> None:
+            cancelled.set()
+            self.gate.wake()
+
         stream = AnswerStream(
-            self._run(question, k, turns, limit, ticket, result), release=lambda: self.gate.leave(ticket), result=result
+            self._run(question, k, turns, limit, ticket, cancelled, result),
+            release=lambda: self.gate.leave(ticket),
+            result=result,
+            cancel=cancel,
         )
         stream.ahead = self.gate.ahead(ticket)
         return stream
@@ -332,11 +363,18 @@ class RagPipeline:
         history: list[tuple[str, str]],
         max_tokens: int,
         ticket: object,
+        cancelled: threading.Event,
         out: list[Answer],
     ) -> Iterator[str]:
         try:
-            self.gate.wait(ticket)
-            yield from self._answer(question, k, history, max_tokens, out)
+            if not self.gate.wait(ticket, cancelled):
+                return
+            # closing(): the model's generation stops here, before the next token, also on GeneratorExit.
+            with contextlib.closing(self._answer(question, k, history, max_tokens, out)) as pieces:
+                for piece in pieces:
+                    if cancelled.is_set():
+                        return
+                    yield piece
         finally:  # also when the reader stops early (GeneratorExit): the next question goes on
             self.gate.leave(ticket)
 
