@@ -12,45 +12,9 @@ import pytest
 from rag.errors import BusyError
 from rag.generation import Message
 from rag.pipeline import build_index, load_pipeline
-from tests.conftest import RecordingGenerator
+from tests.conftest import OverlapDetectingGenerator, RecordingGenerator
 
 QUESTIONS = ["嵐山には1日あたり何人の観光客が訪れた?", "ハヤブサ9の開発費は?", "臨時バスは何分間隔で運行している?"]
-
-
-class OverlapDetectingGenerator(RecordingGenerator):
-    """A fake model that notes when two callers are inside it at once (the real one would corrupt both)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._guard = threading.Lock()
-        self.inside = 0
-        self.most_inside = 0
-
-    def _enter(self) -> None:
-        with self._guard:
-            self.inside += 1
-            self.most_inside = max(self.most_inside, self.inside)
-
-    def _leave(self) -> None:
-        with self._guard:
-            self.inside -= 1
-
-    def count_prompt_tokens(self, messages: list[Message]) -> int:
-        self._enter()  # tokenizing uses the model too
-        try:
-            time.sleep(0.001)
-            return super().count_prompt_tokens(messages)
-        finally:
-            self._leave()
-
-    def stream_chat(self, messages: list[Message], *, max_tokens: int) -> Iterator[str]:
-        self._enter()
-        try:
-            for piece in super().stream_chat(messages, max_tokens=max_tokens):
-                time.sleep(0.001)  # give other threads every chance to step in
-                yield piece
-        finally:
-            self._leave()
 
 
 class GatedGenerator(RecordingGenerator):
