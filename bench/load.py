@@ -102,13 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         url = args.url or stack.enter_context(started_server(args.port, {}))
         one_request(url, EXAMPLES[0], args.max_tokens, headers)  # warm-up: first-call costs are not load
-        rows = [run_level(url, u, args.requests, args.max_tokens, headers) for u in args.users]
-    print(f"\n{'users':>5} {'requests':>8} {'ok':>4} {'503':>4} {'answers/min':>11} {'p50 s':>7} {'p95 s':>7}")
-    for r in rows:
-        print(
-            f"{r['users']:>5} {r['requests']:>8} {r['ok']:>4} {r['busy']:>4} {r['per_min']:>11.1f} "
-            f"{r['p50']:>7.1f} {r['p95']:>7.1f}"
-        )
+        print(f"{'users':>5} {'requests':>8} {'ok':>4} {'503':>4} {'answers/min':>11} {'p50 s':>7} {'p95 s':>7}", flush=True)
+        for users in args.users:  # each row as soon as it is measured: the 20-user level takes minutes
+            r = run_level(url, users, args.requests, args.max_tokens, headers)
+            print(
+                f"{r['users']:>5} {r['requests']:>8} {r['ok']:>4} {r['busy']:>4} {r['per_min']:>11.1f} "
+                f"{r['p50']:>7.1f} {r['p95']:>7.1f}",
+                flush=True,
+            )
     return 0
 
 
