@@ -8,11 +8,13 @@ streamed chunk). Errors use OpenAI's shape {"error": {"message", "type", "code"}
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import re
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -191,11 +193,22 @@ def _read_to_end(stream: AnswerStream) -> Answer | None:
 
 def build_api(pipe: RagPipeline, *, api_key: str = "") -> FastAPI:
     """The FastAPI app with the OpenAI-compatible routes around a loaded pipeline (mount the page on it)."""
-    app = FastAPI(title="記事QA API", docs_url=None, redoc_url=None, openapi_url=None)
     # Threads that wait their turn and run the model: one per place in the pipeline's queue, so the
     # pipeline's gate, not a thread pool, decides who waits and who is told the server is busy.
     workers = ThreadPoolExecutor(max_workers=pipe.gate.max_waiting + 1, thread_name_prefix="rag-api")
+    open_streams: weakref.WeakSet[AnswerStream] = weakref.WeakSet()
     started = int(time.time())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        # Stopping the server (Ctrl-C) must not wait for every queued question to be answered:
+        # the worker threads are joined at exit, so their questions are cancelled first.
+        for stream in list(open_streams):
+            stream.cancel()
+        workers.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="記事QA API", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
 
     def refuse(err: ApiError) -> JSONResponse:
         headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if err.status == 503 else None
@@ -271,6 +284,7 @@ def build_api(pipe: RagPipeline, *, api_key: str = "") -> FastAPI:
         req = parse_request(await read_json(request))
         # Checks the question and takes a place in the queue now: 400/413/503 before any answer starts.
         stream = pipe.stream(req.question, history=req.history, max_tokens=req.max_tokens)
+        open_streams.add(stream)
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         if not req.stream:
