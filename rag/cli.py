@@ -142,7 +142,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Start the Gradio chat page."""
+    """Start the Gradio chat page and the OpenAI-compatible API in one server."""
     from rag.webapp import serve
 
     serve(settings=_settings(args), host=args.host, port=args.port)
@@ -258,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="トークン数と時間を表示する")
     p.set_defaults(func=cmd_ask)
 
-    p = sub.add_parser("serve", help="チャット画面を起動する")
+    p = sub.add_parser("serve", help="チャット画面と OpenAI 互換 API (/v1) を起動する")
     p.add_argument("--index", help="索引フォルダ (既定: index)")
     p.add_argument("--seeds", help="記事フォルダ: チャット画面から追加した記事の保存先 (既定: seeds)")
     p.add_argument("--llm", help="GGUF モデルのパス")

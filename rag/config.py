@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from rag.errors import RagError
@@ -41,6 +41,12 @@ class Settings:
     max_tokens: int = 384
     n_threads: int = _cpu_count()
     temperature: float = 0.0  # greedy: the same question gives the same answer
+    # The model answers one question at a time; this many more may wait their turn (the page and the
+    # HTTP API share the queue). Beyond it a question is refused with BusyError (HTTP 503): 20 users
+    # asking at once all get their answer, a pile-up of hundreds does not grow without bound.
+    max_waiting: int = 24
+    # `rag serve`'s HTTP API asks for this bearer token when set (RAG_API_KEY); kept out of repr().
+    api_key: str = field(default="", repr=False)
 
     def with_overrides(self, **overrides: object) -> Settings:
         """Return a copy with the given non-None fields replaced (paths coerced to Path)."""

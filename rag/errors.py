@@ -62,3 +62,11 @@ class PromptTooLongError(RagError):
 
 class QuestionError(RagError):
     """The question is empty, too long or not text."""
+
+
+class QuestionTooLongError(QuestionError):
+    """The question is longer than a question may be (see rag.pipeline.MAX_QUESTION_CHARS)."""
+
+
+class BusyError(RagError):
+    """Too many questions are already waiting for the model; nothing was started. Try again shortly."""

@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -68,6 +69,42 @@ class RecordingGenerator:
         # Stream in small pieces, as a real model does.
         for i in range(0, len(text), 3):
             yield text[i : i + 3]
+
+
+class OverlapDetectingGenerator(RecordingGenerator):
+    """A fake model that notes when two callers are inside it at once (the real one would corrupt both)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._guard = threading.Lock()
+        self.inside = 0
+        self.most_inside = 0
+
+    def _enter(self) -> None:
+        with self._guard:
+            self.inside += 1
+            self.most_inside = max(self.most_inside, self.inside)
+
+    def _leave(self) -> None:
+        with self._guard:
+            self.inside -= 1
+
+    def count_prompt_tokens(self, messages: list[Message]) -> int:
+        self._enter()  # tokenizing uses the model too
+        try:
+            time.sleep(0.001)
+            return super().count_prompt_tokens(messages)
+        finally:
+            self._leave()
+
+    def stream_chat(self, messages: list[Message], *, max_tokens: int) -> Iterator[str]:
+        self._enter()
+        try:
+            for piece in super().stream_chat(messages, max_tokens=max_tokens):
+                time.sleep(0.001)  # give other threads every chance to step in
+                yield piece
+        finally:
+            self._leave()
 
 
 @pytest.fixture
@@ -153,13 +190,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def chat_server(settings: Settings, *args: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """Start `app.py` on the index of `settings` on a free port; yield (process, port) once it listens."""
+def chat_server(settings: Settings, *args: str, **env: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """Start `app.py` on the index of `settings` on a free port (RAG_* settings in env); yield (process, port) once it listens."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "app.py", "--index", str(settings.index_dir), "--port", str(port), *args],
         cwd=REPO,
-        env=run_env(),
+        env=run_env(**env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
