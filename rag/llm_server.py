@@ -62,9 +62,7 @@ class OpenAIServerGenerator:
                 "e.g. http://localhost:8000/v1 (llama.cpp, vLLM) or http://localhost:11434/v1 (Ollama)."
             )
         # Servers without authentication ignore the key, but the client insists on one.
-        self._client = openai.OpenAI(
-            base_url=self.base_url, api_key=api_key or "none", timeout=timeout, max_retries=0
-        )
+        self._client = openai.OpenAI(base_url=self.base_url, api_key=api_key or "none", timeout=timeout, max_retries=0)
         self.temperature = temperature
         self.seed = seed
         self.timeout = timeout

@@ -87,13 +87,13 @@ class FakeOpenAIServer:
                 for n, piece in enumerate(pieces):
                     choice: dict[str, Any] = {"index": 0, "delta": {"content": piece}, "finish_reason": None}
                     if fake.logprobs is not None:
-                        choice["logprobs"] = {"content": [{"token": piece, "logprob": fake.logprobs, "bytes": None, "top_logprobs": []}]}
-                    self._event({"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "fake-model", "choices": [choice]})
+                        token = {"token": piece, "logprob": fake.logprobs, "bytes": None, "top_logprobs": []}
+                        choice["logprobs"] = {"content": [token]}
+                    self._event(_chunk(choice))
                     if n == 0 and fake.error_in_stream:
                         self._event({"error": {"message": fake.error_in_stream}})
                         return
-                self._event({"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "fake-model",
-                             "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                self._event(_chunk({"index": 0, "delta": {}, "finish_reason": "stop"}))
                 self.wfile.write(b"data: [DONE]\n\n")
 
             def _event(self, data: object) -> None:
@@ -103,6 +103,10 @@ class FakeOpenAIServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+def _chunk(choice: dict[str, Any]) -> dict[str, Any]:
+    return {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "fake-model", "choices": [choice]}
 
 
 def _first_sentence_of_passage_1(messages: list[dict[str, str]]) -> str:
@@ -118,7 +122,10 @@ def server() -> Iterator[FakeOpenAIServer]:
     fake.httpd.server_close()
 
 
-MESSAGES = [{"role": "system", "content": "指示"}, {"role": "user", "content": "資料:\n[1] 嵐山に約5万人が訪れた。\n\n質問: 何人?"}]
+MESSAGES = [
+    {"role": "system", "content": "指示"},
+    {"role": "user", "content": "資料:\n[1] 嵐山に約5万人が訪れた。\n\n質問: 何人?"},
+]
 
 
 def test_streams_the_reply_in_pieces_for_the_unchanged_messages(server) -> None:
@@ -188,7 +195,9 @@ def weak_logprobs_decide(monkeypatch):
     monkeypatch.setattr(answerability, "BIAS_NO_LOGPROBS", -3.0)
 
 
-def test_answerability_falls_back_to_the_weights_without_logprobs(settings, embedder, server, weak_logprobs_decide) -> None:
+def test_answerability_falls_back_to_the_weights_without_logprobs(
+    settings, embedder, server, weak_logprobs_decide
+) -> None:
     build_index(settings=settings, embedder=embedder)
     pipe = load_pipeline(settings=settings, embedder=embedder, generator=OpenAIServerGenerator(server.url))
     question = "嵐山には1日あたり何人の観光客が訪れた?"
