@@ -63,9 +63,14 @@ def server_pipe(real_pipe: RagPipeline, llm_url: str) -> RagPipeline:
     return RagPipeline(real_pipe.retriever, load_generator(settings), settings=settings)
 
 
+# 「ウォール・ストリート・ジャーナル」: ナ spans two tokens, which llama-cpp-python's server drops when
+# streaming with log-probabilities (see rag/llm_server.py).
+QUESTIONS = [*EXAMPLES, "情報共有の中断を指示したと報じられたのは誰の発言ですか?"]
+
+
 def test_the_chat_page_examples_get_the_same_answers_through_the_server(real_pipe, server_pipe) -> None:
     assert isinstance(server_pipe.generator, OpenAIServerGenerator)
-    for question in EXAMPLES:
+    for question in QUESTIONS:
         local = real_pipe.ask(question)
         stream = server_pipe.stream(question)
         pieces = list(stream)
@@ -77,8 +82,8 @@ def test_the_chat_page_examples_get_the_same_answers_through_the_server(real_pip
             (c.n, c.source, c.quote) for c in local.citations
         ]
         assert not remote.refused and remote.citations
-        # llama-cpp-python's server sends token log-probabilities: the answerability signals are all there.
-        assert len(server_pipe.generator.last_logprobs) == len(real_pipe.generator.last_logprobs) > 0
+        # Not asked of llama-cpp-python's server: answerability uses the weights without them.
+        assert server_pipe.generator.last_logprobs == [] and real_pipe.generator.last_logprobs
 
 
 def test_the_servers_token_count_is_close_and_never_below_the_models(real_pipe, server_pipe) -> None:

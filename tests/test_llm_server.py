@@ -33,7 +33,7 @@ class FakeOpenAIServer:
         self.error: tuple[int, dict[str, Any]] | None = None  # (status, body) for every chat request
         self.error_in_stream: str | None = None  # an error event after the first piece
         self.delay = 0.0  # seconds before answering a chat request
-        self.tokenize = True  # offer llama-cpp-python's /extras/tokenize/count
+        self.tokenize = False  # offer llama-cpp-python's /extras/tokenize/count (be that server)
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -216,18 +216,27 @@ def test_answerability_falls_back_to_the_weights_without_logprobs(
 
 
 def test_prompt_tokens_are_counted_by_the_server_when_it_can(server) -> None:
+    server.tokenize = True
     gen = OpenAIServerGenerator(server.url)
     text = "\n".join(m["content"] for m in MESSAGES)
     assert gen.count_prompt_tokens(MESSAGES) == len(text) // 2 + TEMPLATE_TOKENS * 3
 
 
 def test_prompt_tokens_are_estimated_high_without_a_tokenizer_endpoint(server) -> None:
-    server.tokenize = False
     gen = OpenAIServerGenerator(server.url)
     count = gen.count_prompt_tokens(MESSAGES)
     assert count >= sum(len(m["content"]) for m in MESSAGES)  # a character is at least a token's worth
     assert gen.count_prompt_tokens(MESSAGES) == count
     assert server.count_requests == 1  # the missing endpoint is not asked again
+
+
+def test_llama_cpp_pythons_server_is_not_asked_for_logprobs(server) -> None:
+    # Its streaming with log-probabilities drops characters spanning two tokens (ジャーナル → ジャール).
+    server.tokenize = True  # its /extras/tokenize/count endpoint tells it apart
+    server.logprobs = -0.5
+    gen = OpenAIServerGenerator(server.url)
+    list(gen.stream_chat(MESSAGES, max_tokens=50))
+    assert "logprobs" not in server.requests[0]
 
 
 def test_the_settings_choose_the_server_backend(server) -> None:
