@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from rag.errors import RagError
@@ -31,7 +31,7 @@ class Settings:
     # its base URL (…/v1), the model name it serves ("": its first) and an API key if it wants one.
     llm_url: str = ""
     llm_model: str = ""
-    llm_api_key: str = ""
+    llm_api_key: str = field(default="", repr=False)  # kept out of printed settings
     embed_model_path: Path | None = None  # a sentence-transformers folder; default: converted e5
     top_k: int = 4
     retrieval_mode: str = "hybrid"  # "hybrid" (dense + BM25, fused), "dense" or "lexical"

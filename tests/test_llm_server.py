@@ -304,3 +304,7 @@ def test_a_server_that_does_not_answer_in_time_is_a_clear_error(server) -> None:
     with pytest.raises(LLMServerError, match="did not answer") as err:
         list(gen.stream_chat(MESSAGES, max_tokens=10))
     assert server.url in str(err.value)
+
+
+def test_the_api_key_is_not_shown_with_the_settings() -> None:
+    assert "sekret" not in repr(Settings(llm_api_key="sekret"))
