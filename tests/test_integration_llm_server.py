@@ -22,31 +22,35 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def llm_url(real_settings: Settings) -> Iterator[str]:
+def llm_url(real_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """llama-cpp-python's server on the bundled GGUF, with the in-process model's context, batch and threads."""
     import multiprocessing
 
     gguf = resolve_llm_path(models_dir=real_settings.models_dir, llm_name=real_settings.llm_name, llm_path=None)
     port = free_port()
+    # A file, not a pipe: the server prints ~200 kB at start-up and would block on a full pipe.
+    log = tmp_path_factory.mktemp("llm-server") / "server.log"
     # n_threads_batch: what llama-cpp-python's Llama() picks when not told, as LlamaCppGenerator does.
     proc = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
          "--n_ctx", str(real_settings.n_ctx), "--n_batch", "512", "--n_threads", str(real_settings.n_threads),
          "--n_threads_batch", str(multiprocessing.cpu_count())],
-        cwd=REPO, env=run_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=REPO, env=run_env(), stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.time() + 300
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited: {proc.stdout.read() if proc.stdout else ''}")
+                pytest.fail(f"llama_cpp.server exited: {log.read_text(errors='replace')[-3000:]}")
             try:
                 with urllib.request.urlopen(f"{url}/models", timeout=5):
                     break
             except OSError:
                 if time.time() > deadline:
-                    pytest.fail("llama_cpp.server did not start within 300 s")
+                    pytest.fail(
+                        f"llama_cpp.server did not start within 300 s: {log.read_text(errors='replace')[-3000:]}"
+                    )
                 time.sleep(1)
         yield url
     finally:
