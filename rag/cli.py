@@ -22,6 +22,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         "index_dir": getattr(args, "index", None),
         "seeds_dir": getattr(args, "seeds", None),
         "llm_path": getattr(args, "llm", None),
+        "llm_url": getattr(args, "llm_url", None),
+        "llm_model": getattr(args, "llm_model", None),
+        "llm_api_key": getattr(args, "llm_key", None),
         "top_k": getattr(args, "k", None),
         "retrieval_mode": getattr(args, "mode", None),
     }
@@ -216,12 +219,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
         ask=None if pipe is None else ask,
         progress=True,
         qa_file=str(qa_path),
-        settings={k: str(v) for k, v in vars(settings).items()},
+        settings={k: str(v) for k, v in vars(settings).items() if k != "llm_api_key"},  # no secrets in reports
     )
     print(ev.format_table(report))
     json_path, png_path = ev.write_report(report, out_dir)
     print(f"-> {json_path}, {png_path}")
     return 0
+
+
+def _add_llm_server_options(p: argparse.ArgumentParser) -> None:
+    """--llm-url/--llm-model/--llm-key: answer with an OpenAI-compatible server instead of the GGUF."""
+    p.add_argument("--llm-url", help="OpenAI 互換サーバの URL (例: http://localhost:8000/v1); 環境変数 RAG_LLM_URL")
+    p.add_argument("--llm-model", help="サーバ上のモデル名 (既定: サーバの最初のモデル); RAG_LLM_MODEL")
+    p.add_argument("--llm-key", help="サーバの API キー (必要なとき); RAG_LLM_API_KEY")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -255,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--llm", help="GGUF モデルのパス (既定: 同梱の Qwen2.5-Coder-1.5B)")
     p.add_argument("-k", type=int, help="資料として渡す passage の数")
     p.add_argument("--show-text", action="store_true", help="出典の本文も表示する")
+    _add_llm_server_options(p)
     p.add_argument("-v", "--verbose", action="store_true", help="トークン数と時間を表示する")
     p.set_defaults(func=cmd_ask)
 
@@ -264,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--llm", help="GGUF モデルのパス")
     p.add_argument("--host", default="127.0.0.1", help="待ち受けアドレス (既定: 127.0.0.1)")
     p.add_argument("--port", type=int, default=7860)
+    _add_llm_server_options(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("eval", help="検索と回答の精度を測る")
@@ -274,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="eval/out", help="report.json と report.png の出力先")
     p.add_argument("--llm", help="GGUF モデルのパス")
     p.add_argument("--mode", choices=["hybrid", "dense", "lexical"], help="検索方式 (既定: hybrid)")
+    _add_llm_server_options(p)
     p.add_argument("-k", type=int, help="回答に使う passage の数")
     p.add_argument(
         "--split", choices=["tune", "report"], help="SQuAD 形式のとき: 偶数番目 (tune) / 奇数番目 (report) の記事の質問だけ"

@@ -27,6 +27,11 @@ class Settings:
     models_dir: Path = Path("models")
     llm_name: str = DEFAULT_LLM  # a bundled GGUF (see rag.models.LLMS); ignored if llm_path is set
     llm_path: Path | None = None  # any GGUF file the user has
+    # An OpenAI-compatible server (llama.cpp's server, vLLM, Ollama) instead of the embedded model:
+    # its base URL (…/v1), the model name it serves ("": its first) and an API key if it wants one.
+    llm_url: str = ""
+    llm_model: str = ""
+    llm_api_key: str = field(default="", repr=False)  # kept out of printed settings
     embed_model_path: Path | None = None  # a sentence-transformers folder; default: converted e5
     top_k: int = 4
     retrieval_mode: str = "hybrid"  # "hybrid" (dense + BM25, fused), "dense" or "lexical"

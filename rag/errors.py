@@ -11,6 +11,10 @@ class ModelError(RagError):
     """A model file is missing, unverified or unusable."""
 
 
+class LLMServerError(RagError):
+    """The OpenAI-compatible LLM server (RAG_LLM_URL) is unreachable, too slow or answered with an error."""
+
+
 class IndexNotBuiltError(RagError):
     """There is no index where one was expected."""
 

@@ -423,7 +423,16 @@ def load_embedder(settings: Settings) -> Embedder:
 
 
 def load_generator(settings: Settings) -> Generator:
-    """The llama.cpp generator for the GGUF named by the settings (verified bundled file or user path)."""
+    """The generator the settings name: an OpenAI-compatible server if llm_url is set, else the GGUF in-process."""
+    if settings.llm_url:
+        from rag.llm_server import OpenAIServerGenerator
+
+        return OpenAIServerGenerator(
+            settings.llm_url,
+            model=settings.llm_model,
+            api_key=settings.llm_api_key,
+            temperature=settings.temperature,
+        )
     from rag.generation import LlamaCppGenerator
     from rag.models import resolve_llm_path
 
