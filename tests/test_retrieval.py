@@ -64,3 +64,34 @@ def test_a_passage_cut_mid_sentence_is_finished_from_the_next_one(tmp_path, embe
     assert done.chunk.text in body  # finished with the article's own words, nothing else
     whole = next(c for c in chunks if c.text.endswith("。"))
     assert retriever.complete_sentences([Hit(chunk=whole, score=1.0)])[0].chunk.text == whole.text
+
+
+def test_bm25_search_ranks_as_bm25s_does() -> None:
+    import bm25s
+
+    from rag.lexical import BM25Index
+
+    texts = [
+        f"{city}で{event}が開かれ、{n}人が訪れた。{city}の{topic}も話題になった。"
+        for n, (city, event, topic) in enumerate(
+            (c, e, t)
+            for c in ("札幌", "京都", "福岡", "仙台")
+            for e in ("雪まつり", "花火大会", "音楽祭")
+            for t in ("観光", "交通", "天気")
+        )
+    ]
+    index = BM25Index.build(texts)
+    reference = index._model
+    for query in ("札幌の雪まつり", "京都 花火大会 交通", "仙台の天気と観光", "福岡", "量子"):
+        ours = index.search(query, 5)
+        tokens = [t for t in tokenize(query) if t in reference.vocab_dict]
+        if not tokens:
+            assert ours == []
+            continue
+        ids, scores = reference.retrieve([tokens], k=len(texts), show_progress=False)
+        expected = {int(i): float(s) for i, s in zip(ids[0], scores[0]) if s > 0}
+        assert len(ours) == min(5, len(expected))
+        assert [s for _, s in ours] == sorted((s for _, s in ours), reverse=True)
+        best = sorted(expected.values(), reverse=True)[: len(ours)]
+        assert [s for _, s in ours] == pytest.approx(best, rel=1e-5)
+        assert all(expected[i] == pytest.approx(s, rel=1e-5) for i, s in ours)
