@@ -67,7 +67,6 @@ def test_a_passage_cut_mid_sentence_is_finished_from_the_next_one(tmp_path, embe
 
 
 def test_bm25_search_ranks_as_bm25s_does() -> None:
-    import bm25s
 
     from rag.lexical import BM25Index
 
