@@ -4,7 +4,7 @@
 
 Each size runs in its own process (so RSS is that size's alone) and prints build seconds, RSS,
 query p50/p95 of dense search, BM25 and the whole hybrid path (Retriever.retrieve, fusion included,
-the query embedding excluded), exact-search p50 for comparison, and recall@10 of the index
+the query embedding excluded: what RagPipeline.retrieve does for a first question), exact-search p50 for comparison, and recall@10 of the index
 rag.index builds at that size against exact search. A last process times the query embedding
 (real e5, one question at a time), which does not depend on the corpus size.
 
@@ -88,17 +88,25 @@ def synth_vectors(base: np.ndarray, n: int, rng: np.random.Generator) -> np.ndar
 
 def synth_tokens(base: list[list[str]], n: int, rng: np.random.Generator) -> list[list[str]]:
     """n token lists: noisy copies of the paragraphs' token lists (see the module doc)."""
-    pool = [t for tokens in base for t in tokens]
+    words = sorted({t for tokens in base for t in tokens})
     rare = [f"語{i}" for i in range(500_000)]
-    out = []
-    for i in range(n):
-        tokens = base[i % len(base)]
-        keep = rng.random(len(tokens)) >= 0.15
-        swap = rng.random(len(tokens)) < 0.10
-        picks = rng.integers(0, len(pool), len(tokens))
-        noisy = [pool[p] if s else t for t, k, s, p in zip(tokens, keep, swap, picks, strict=True) if k]
-        noisy += [rare[j] for j in rng.integers(0, len(rare), 2)]
-        out.append(noisy)
+    vocab = np.array(words + rare, dtype=object)
+    code = {w: i for i, w in enumerate(words)}
+    base_ids = [np.array([code[t] for t in tokens], dtype=np.int64) for tokens in base]
+    pool = np.concatenate(base_ids)  # drawing from it draws by corpus frequency
+    out: list[list[str]] = []
+    for start in range(0, n, 20_000):
+        rows = np.arange(start, min(n, start + 20_000))
+        parts = [base_ids[i % len(base)] for i in rows]
+        flat = np.concatenate(parts)
+        owner = np.repeat(np.arange(len(rows)), [len(p) for p in parts])
+        flat = np.where(rng.random(len(flat)) < 0.10, pool[rng.integers(0, len(pool), len(flat))], flat)
+        keep = rng.random(len(flat)) >= 0.15
+        flat, owner = flat[keep], owner[keep]
+        extra = len(words) + rng.integers(0, len(rare), (len(rows), 2))
+        ends = np.cumsum(np.bincount(owner, minlength=len(rows)))
+        for doc, (a, b) in enumerate(zip(np.concatenate([[0], ends[:-1]]), ends, strict=True)):
+            out.append(vocab[np.concatenate([flat[a:b], extra[doc]])].tolist())
     return out
 
 
@@ -197,6 +205,9 @@ def run_size(n: int, n_queries: int, save: bool) -> dict[str, object]:
     found = [[i for i, _ in row] for row in index.search(query_vectors, K)]
     recall = float(np.mean([len(set(a) & set(b.tolist())) / K for a, b in zip(found, exact_ids, strict=True)]))
 
+    started = time.perf_counter()
+    retriever.complete_sentences([])  # one-off: the map from a passage to the next one of its article
+    next_map_seconds = time.perf_counter() - started
     times: dict[str, list[float]] = {"dense": [], "exact": [], "bm25": [], "hybrid": []}
     for round_ in range(2):  # the first round warms caches (page faults, tokenizer); only the second counts
         for qi, question in enumerate(questions):
@@ -205,7 +216,10 @@ def run_size(n: int, n_queries: int, save: bool) -> dict[str, object]:
                 "dense": lambda q=q: index.search(q, CANDIDATES),
                 "exact": lambda q=q: faiss.knn(q, vectors, CANDIDATES, metric=faiss.METRIC_INNER_PRODUCT),
                 "bm25": lambda question=question: index.lexical.search(question, CANDIDATES),
-                "hybrid": lambda question=question: retriever.retrieve(question, k=4),
+                # What RagPipeline.retrieve does for a first question (4 passages, sentences completed).
+                "hybrid": lambda question=question: retriever.complete_sentences(
+                    retriever.retrieve_in_conversation(question, [], k=4)
+                ),
             }
             for name, step in steps.items():
                 t0 = time.perf_counter()
@@ -220,6 +234,7 @@ def run_size(n: int, n_queries: int, save: bool) -> dict[str, object]:
         "faiss_build_s": faiss_seconds,
         "bm25_build_s": bm25_seconds,
         "tokenize_per_s": tokenize_rate,
+        "next_map_s": next_map_seconds,
         "rss_start_gb": rss_start,
         "rss_data_gb": rss_data,
         "rss_built_gb": rss_built,
