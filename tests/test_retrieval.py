@@ -76,7 +76,7 @@ def _ranked_as_bm25s(index, query: str, k: int) -> list[tuple[int, float]]:
     return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if s > 0][:k]
 
 
-def test_bm25_search_ranks_as_bm25s_does(monkeypatch) -> None:
+def test_bm25_search_ranks_as_bm25s_does() -> None:
     from rag.lexical import BM25Index
 
     cities = ("札幌", "京都", "福岡", "仙台", "金沢", "那覇")
@@ -85,18 +85,12 @@ def test_bm25_search_ranks_as_bm25s_does(monkeypatch) -> None:
     texts = [
         f"{cities[i % 6]}市で{events[i % 5]}が開かれ、{i * 37 % 1000}人が訪れた。"
         + (f"会場は第{i}号館で、主催は{cities[(i // 6) % 6]}新聞社。" if i % 3 else "天気は晴れだった。")
-        # 30 passages with オーロラ (rare), 50 with both 流星群 and 皆既日食 (above the common share):
-        # for the query of all three, those 50 outscore the オーロラ ones, so the shortcut must not apply.
+        # 30 passages with オーロラ, 50 with both 流星群 and 皆既日食: for the query of all three, those 50 win.
         + ("オーロラが見えた。" if i % 20 == 0 else "")
         + ("流星群と皆既日食も話題に。" if i % 12 == 1 else "")
         for i in range(600)
     ]
     index = BM25Index.build(texts)
-    pruned = []
-    original = BM25Index._search_pruned
-    monkeypatch.setattr(
-        BM25Index, "_search_pruned", lambda self, *a: pruned.append(original(self, *a)) or pruned[-1]
-    )
     queries = (
         "札幌の雪まつり", "第123号館で開かれた将棋大会に訪れた人", "那覇新聞社が主催した", "市で開かれた",
         "仙台の天気", "福岡", "量子", "金沢市のマラソンに370人", "京都 京都 花火大会",
@@ -110,5 +104,3 @@ def test_bm25_search_ranks_as_bm25s_does(monkeypatch) -> None:
             assert [s for _, s in ours] == pytest.approx([s for _, s in expected[:k]], rel=1e-5), query
             by_row = dict(expected)
             assert all(by_row[i] == pytest.approx(s, rel=1e-5) for i, s in ours), query
-    assert any(found is not None for found in pruned)  # the MaxScore shortcut was taken, and agreed
-    assert any(found is None for found in pruned)  # and refused where a common-words-only passage could win
