@@ -88,7 +88,10 @@ class BM25Index:
             return []
         weights = np.concatenate([data[a:b] for a, b in spans])
         totals = np.bincount(docs, weights=weights, minlength=n_docs).astype(np.float32)
-        rows = np.flatnonzero(totals > 0)
+        # With many passages most of them hold some query token: cut at the k-th score over the
+        # whole array first (one partition), then gather only the few rows above it.
+        floor = np.partition(totals, n_docs - k)[n_docs - k] if n_docs > k else 0.0
+        rows = np.flatnonzero(totals >= max(floor, np.float32(1e-30)))
         return _best(rows, totals[rows], k)
 
 
