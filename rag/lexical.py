@@ -77,17 +77,14 @@ class BM25Index:
         if not ids or n_docs == 0 or k <= 0:
             return []
         # bm25s stores each token's precomputed per-document scores as a CSC column; a document's
-        # score is the sum over the query tokens. One bincount over the query tokens' postings sums
-        # them (bm25s.retrieve adds each column with np.add.at and goes through a thread pool and a
-        # progress bar: 2.5 against 1.5 ms at 100k passages, bench/bm25_scale.py), and only
-        # documents with a posting are ranked.
+        # score is the sum of its postings over the query tokens, added here as bm25s does (np.add.at
+        # into float32). bm25s.retrieve then goes through a thread pool and a progress bar per query
+        # and breaks ties at the cut arbitrarily; this ranks ties by row, the same every time.
         indptr, indices, data = scores["indptr"], scores["indices"], scores["data"]
-        spans = [(int(indptr[t]), int(indptr[t + 1])) for t in ids]
-        docs = np.concatenate([indices[a:b] for a, b in spans])
-        if not len(docs):
-            return []
-        weights = np.concatenate([data[a:b] for a, b in spans])
-        totals = np.bincount(docs, weights=weights, minlength=n_docs).astype(np.float32)
+        totals = np.zeros(n_docs, dtype=np.float32)
+        for t in ids:
+            a, b = int(indptr[t]), int(indptr[t + 1])
+            np.add.at(totals, indices[a:b], data[a:b])
         # With many passages most of them hold some query token: cut at the k-th score over the
         # whole array first (one partition), then gather only the few rows above it.
         floor = np.partition(totals, n_docs - k)[n_docs - k] if n_docs > k else 0.0
