@@ -53,6 +53,17 @@ _VERSION_NAME = re.compile(r"^v-[0-9TZ.-]+-[0-9a-f]+$")
 LOCK_TIMEOUT = 600.0  # seconds a build waits for another one before giving up with IndexBusyError
 EMBED_BATCH = 128  # passages per embedding call: the progress bar moves at this step
 
+# Exact search (IndexFlatIP) up to this many passages; above it an IVF index that scans only the
+# NPROBE closest of its lists. Measured on the shared 2-core machine (bench/scale.py, bench/README.md
+# "Retrieval at scale"): one exact query costs 0.35-0.45 ms per 1,000 passages when the cores are
+# busy (43 ms at 100k, 350 ms at 1M), which with BM25 misses the 50 ms budget at 100k; IVF answers
+# in 1-5 ms at recall@10 0.97-0.98. Below 50k exact search stays under ~20 ms even on a busy machine,
+# so the seeds, the tests and JSQuAD (a few thousand passages) keep exact, unchanged results.
+APPROX_THRESHOLD = 50_000
+NPROBE = 32  # lists scanned per query: recall@10 against exact 0.98 at 100k, 0.975 at 1M (bench/scale.py)
+IVF_TRAIN_PER_LIST = 40  # k-means training points per list (faiss warns below 39)
+FLAT = "Flat"
+
 # The modules that decide which passages a file gives. Their source is fingerprinted into the
 # manifest: when it changes, stored passages of unchanged files may no longer be what a fresh read
 # gives, so the next build re-reads and re-embeds every file instead of reusing them.
@@ -86,6 +97,51 @@ class Manifest:
     reader: str = ""  # reader_fingerprint() of the build; "" for indexes not built from a seeds folder
     # file -> {"articles", "kept_chars", "dropped_chars"}: an unchanged file's report without re-reading it
     files: dict[str, dict[str, int]] = field(default_factory=dict)
+    # The FAISS index kind as a faiss.index_factory string ("Flat": exact; "IVF<lists>,Flat": approximate)
+    # and, for IVF, how many lists a query scans. Indexes written before these fields were exact.
+    vector_index: str = FLAT
+    nprobe: int = 0
+
+
+def ivf_lists(n: int) -> int:
+    """How many IVF lists for n vectors: about 4·sqrt(n), a power of two, with enough points to train each."""
+    lists = 1 << round(np.log2(4 * np.sqrt(max(n, 1))))
+    while lists > 1 and lists * IVF_TRAIN_PER_LIST > n:
+        lists //= 2
+    return lists
+
+
+def make_faiss_index(vectors: np.ndarray, dimension: int, *, approx_threshold: int | None = None) -> tuple[Any, str, int]:
+    """A FAISS inner-product index holding vectors: exact up to approx_threshold rows, IVF above.
+
+    Returns (index, its index_factory string, nprobe). The IVF index keeps the full vectors (no
+    compression) and a direct map, so vectors() reads them back exactly for the next incremental
+    build, and the only difference from exact search is which lists a query scans. Training uses a
+    fixed sample and seed: the same vectors give the same index, so answers stay reproducible.
+    """
+    import faiss
+
+    threshold = APPROX_THRESHOLD if approx_threshold is None else approx_threshold
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    n = len(vectors)
+    if n <= threshold:
+        index = faiss.IndexFlatIP(dimension)
+        if n:
+            index.add(vectors)
+        return index, FLAT, 0
+    lists = ivf_lists(n)
+    kind = f"IVF{lists},Flat"
+    index = faiss.index_factory(dimension, kind, faiss.METRIC_INNER_PRODUCT)
+    sample = min(n, lists * IVF_TRAIN_PER_LIST)
+    rows = np.sort(np.random.default_rng(0).choice(n, size=sample, replace=False)) if sample < n else slice(None)
+    ivf = faiss.extract_index_ivf(index)
+    ivf.cp.seed = 1234
+    index.train(vectors[rows])
+    index.add(vectors)
+    ivf.make_direct_map()
+    nprobe = min(NPROBE, lists)
+    ivf.nprobe = nprobe
+    return index, kind, nprobe
 
 
 class VectorIndex:
@@ -101,20 +157,24 @@ class VectorIndex:
         self.stamp: str | None = None
 
     @classmethod
-    def from_vectors(cls, manifest: Manifest, chunks: list[Chunk], vectors: np.ndarray) -> VectorIndex:
-        """Build the FAISS index for vectors row-aligned with chunks."""
-        import faiss
-
-        index = faiss.IndexFlatIP(manifest.dimension)
-        if len(vectors):
-            index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    def from_vectors(
+        cls,
+        manifest: Manifest,
+        chunks: list[Chunk],
+        vectors: np.ndarray,
+        *,
+        approx_threshold: int | None = None,
+    ) -> VectorIndex:
+        """Build the FAISS index (exact or IVF by size, recorded in the manifest) for vectors row-aligned with chunks."""
+        index, kind, nprobe = make_faiss_index(vectors, manifest.dimension, approx_threshold=approx_threshold)
+        manifest = replace(manifest, vector_index=kind, nprobe=nprobe)
         return cls(manifest, chunks, index, BM25Index.build([passage_text(c) for c in chunks]))
 
     def __len__(self) -> int:
         return len(self.chunks)
 
     def vectors(self) -> np.ndarray:
-        """All stored vectors, row i for chunk i (read back from FAISS; a flat index keeps them exactly)."""
+        """All stored vectors, row i for chunk i (read back from FAISS; flat and IVF-Flat keep them exactly)."""
         n = int(self._faiss.ntotal)
         if n == 0:
             return np.zeros((0, self.manifest.dimension), dtype=np.float32)
@@ -192,6 +252,7 @@ class VectorIndex:
             raise _damaged(folder / VECTORS, f"holds {faiss_index.ntotal} vectors for {len(chunks)} passages")
         if lexical.n_docs != len(chunks):
             raise _damaged(folder / LEXICAL, f"indexes {lexical.n_docs} passages, {CHUNKS} holds {len(chunks)}")
+        _check_kind(faiss_index, manifest, folder)
         return cls(manifest, chunks, faiss_index, lexical)
 
 
@@ -252,6 +313,26 @@ def _read_lexical(folder: Path) -> BM25Index:
         raise _damaged(Path(exc.filename or folder), "(part of the BM25 index) is missing") from exc
     except (OSError, ValueError, TypeError, KeyError, EOFError) as exc:
         raise _damaged(folder, f"(the BM25 index) is truncated or damaged ({_short(exc)})") from exc
+
+
+def _check_kind(faiss_index: Any, manifest: Manifest, folder: Path) -> None:
+    """The FAISS file must be the kind the manifest records; an IVF index gets the recorded nprobe."""
+    import faiss
+
+    try:
+        ivf = faiss.extract_index_ivf(faiss_index)
+    except RuntimeError:  # not an IVF index
+        ivf = None
+    if (ivf is None) != (manifest.vector_index == FLAT) or (ivf is not None and ivf.nlist != ivf_lists_of(manifest)):
+        raise _damaged(folder / VECTORS, f"is not the {manifest.vector_index!r} index its manifest records")
+    if ivf is not None:
+        ivf.nprobe = max(1, manifest.nprobe)
+
+
+def ivf_lists_of(manifest: Manifest) -> int:
+    """The list count in the manifest's index_factory string ("IVF1024,Flat" -> 1024), 0 for flat."""
+    found = re.match(r"IVF(\d+),", manifest.vector_index)
+    return int(found.group(1)) if found else 0
 
 
 # ---- where the current version is ----

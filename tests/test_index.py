@@ -15,6 +15,7 @@ from rag.errors import IndexBusyError, IndexCorruptError, IndexMismatchError, In
 from rag.index import CURRENT, FORMAT_VERSION, MANIFEST, VectorIndex, build, read_manifest, stale_reason, version_dir
 from rag.pipeline import build_index
 from rag.retrieval import Retriever
+from rag.types import Chunk
 from tests.conftest import HashingEmbedder
 
 
@@ -390,3 +391,77 @@ def test_progress_bars_count_files_and_passages(settings, embedder, capsys) -> N
     report = _build(settings, embedder, show_progress=True)
     err = capsys.readouterr().err
     assert "files" in err and f"/{report.embedded}" in err and "passages" in err
+
+
+# ---- exact below the size threshold, IVF above it ----
+
+
+def _clustered(n: int, dim: int = 48, seed: int = 0) -> np.ndarray:
+    """Normalized vectors around 40 centres: like embeddings, they cluster by topic."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(40, dim))
+    x = centres[rng.integers(0, 40, n)] + 0.6 * rng.normal(size=(n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _synthetic_index(n: int, *, approx_threshold: int) -> VectorIndex:
+    vectors = _clustered(n)
+    chunks = [Chunk(f"c{i}", f"d{i}", "s.txt", "題", f"本文{i}", 0) for i in range(n)]
+    manifest = index_mod.Manifest(
+        embedding_model="fake", dimension=vectors.shape[1], chunk_size=0, chunk_overlap=0,
+        separators=[], sources={}, docs=n, chunks=n,
+    )
+    return VectorIndex.from_vectors(manifest, chunks, vectors, approx_threshold=approx_threshold)
+
+
+def _exact_top(vectors: np.ndarray, queries: np.ndarray, k: int) -> list[set[int]]:
+    return [set(np.argsort(-row)[:k].tolist()) for row in queries @ vectors.T]
+
+
+def test_small_corpora_stay_exact(tmp_path: Path) -> None:
+    index = _synthetic_index(500, approx_threshold=1000)
+    assert (index.manifest.vector_index, index.manifest.nprobe) == ("Flat", 0)
+    queries = _clustered(20, seed=1)
+    found = [{i for i, _ in row} for row in index.search(queries, 10)]
+    assert found == _exact_top(index.vectors(), queries, 10)
+
+
+def test_above_the_threshold_an_ivf_index_is_saved_loaded_and_finds_the_exact_neighbours(tmp_path: Path) -> None:
+    index = _synthetic_index(4000, approx_threshold=1000)
+    assert index.manifest.vector_index.startswith("IVF") and index.manifest.nprobe > 0
+    vectors = _clustered(4000)
+    assert np.array_equal(index.vectors(), vectors)  # kept exactly: the next incremental build re-adds them
+    queries = _clustered(100, seed=1)
+    before = index.search(queries, 10)
+    index.save(tmp_path / "index")
+    loaded = VectorIndex.load(tmp_path / "index")
+    assert loaded.manifest == index.manifest
+    assert loaded.search(queries, 10) == before
+    exact = _exact_top(vectors, queries, 10)
+    recall = np.mean([len({i for i, _ in row} & want) / 10 for row, want in zip(before, exact)])
+    assert recall >= 0.95
+
+
+def test_a_manifest_that_does_not_match_the_vectors_file_is_refused(tmp_path: Path) -> None:
+    _synthetic_index(4000, approx_threshold=1000).save(tmp_path / "index")
+    path = version_dir(tmp_path / "index") / MANIFEST
+    raw = json.loads(path.read_text())
+    path.write_text(json.dumps({**raw, "vector_index": "Flat", "nprobe": 0}))
+    with pytest.raises(IndexCorruptError, match="rag build --full"):
+        VectorIndex.load(tmp_path / "index")
+
+
+def test_incremental_builds_of_an_approximate_index(settings, corpus: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(index_mod, "APPROX_THRESHOLD", 0)
+    _build(settings, HashingEmbedder())
+    assert read_manifest(settings.index_dir).vector_index.startswith("IVF")
+    (corpus / "sapporo.txt").write_text(NEW_ARTICLE, encoding="utf-8")
+    _build(settings, HashingEmbedder())
+    full_dir = tmp_path / "full"
+    _build(settings, HashingEmbedder(), index_dir=full_dir, full=True)
+    a, b = VectorIndex.load(settings.index_dir), VectorIndex.load(full_dir)
+    assert a.manifest.vector_index.startswith("IVF")
+    assert a.chunks == b.chunks
+    assert np.array_equal(a.vectors(), b.vectors())
+    hits = Retriever(a, HashingEmbedder()).retrieve("雪まつりの雪像は何基?", k=1)
+    assert "150基" in hits[0].chunk.text
