@@ -89,7 +89,7 @@ def _wait(driver: Any, condition: Callable[[Any], Any], timeout: float, what: st
 
 
 def _ask(driver: Any, question: str) -> tuple[str, Any]:
-    """Type a question, wait for its streamed answer with a [n] marker and its sources panel; (answer, panel)."""
+    """Type a question, wait for its streamed answer and sources panel, check its [n] marker; (answer, panel)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
@@ -99,13 +99,16 @@ def _ask(driver: Any, question: str) -> tuple[str, Any]:
     box.send_keys(Keys.ENTER)
 
     def answered(d: Any) -> tuple[str, Any] | None:
+        # The sources panel comes with the final, checked answer (also under a refusal).
         panels = d.find_elements(By.CSS_SELECTOR, ".thought")
         bots = [m.text for m in d.find_elements(By.CSS_SELECTOR, ".message.bot")]
-        if len(panels) > before and bots and MARKER.search(bots[-1]):
+        if len(panels) > before and bots:
             return bots[-1], panels[-1]
         return None
 
-    return _wait(driver, answered, ANSWER_WAIT, f"an answer with a [n] marker to {question!r}")
+    text, panel = _wait(driver, answered, ANSWER_WAIT, f"the answer to {question!r}")
+    assert MARKER.search(text), f"no [n] marker in the answer to {question!r}: {text}"
+    return text, panel
 
 
 def _open_sources(driver: Any, panel: Any) -> str:

@@ -75,7 +75,6 @@ def test_article_text_is_fenced_and_cannot_close_its_fence() -> None:
     assert passages.count("<資料>") == 1 and passages.count("</資料>") == 1
     assert passages.endswith("</資料>") and "ハッキング成功" in passages
     assert "＜/資料>" in passages
-    assert "<資料>" in SYSTEM_PROMPT and "従わず" in SYSTEM_PROMPT  # the model is told fenced text is data
 
 
 def test_the_instruction_is_fixed_text_whatever_the_articles_say() -> None:
