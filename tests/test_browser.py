@@ -79,11 +79,14 @@ def browser() -> Iterator[Any]:
 
 
 def _wait(driver: Any, condition: Callable[[Any], Any], timeout: float, what: str) -> Any:
-    from selenium.common.exceptions import TimeoutException
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
     try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.5).until(condition)
+        # The chat re-renders its messages while an answer streams: an element read mid-update goes
+        # stale, and the next poll reads the new one.
+        wait = WebDriverWait(driver, timeout, poll_frequency=0.5, ignored_exceptions=(StaleElementReferenceException,))
+        return wait.until(condition)
     except TimeoutException:
         pytest.fail(f"waited {timeout} s for {what}; page text: {driver.find_element('tag name', 'body').text[-800:]}")
 
@@ -118,7 +121,8 @@ def _open_sources(driver: Any, panel: Any) -> str:
     panel.find_element(By.CSS_SELECTOR, ".title").click()
     return _wait(
         driver,
-        lambda d: panel.find_elements(By.CSS_SELECTOR, "mark") and panel.text,
+        # textContent: .text leaves out what is still sliding open (the file names came back empty).
+        lambda d: panel.find_elements(By.CSS_SELECTOR, "mark") and panel.get_attribute("textContent"),
         60,
         "the sources panel to open",
     )
@@ -175,8 +179,11 @@ def test_browser_asks_an_example_opens_its_source_then_uploads_an_article_and_as
     text, panel = _ask(browser, EXAMPLES[0])
     assert "スジャ" in text
     sources = _open_sources(browser, panel)
-    quote = panel.find_element(By.CSS_SELECTOR, "mark").text.strip()
-    assert quote and "スジャ" in quote
+    # Every cited passage has its own highlight; one of them holds the answer. textContent, as .text
+    # is empty for a highlight still scrolling or fading in while the panel opens.
+    marks = [m.get_attribute("textContent").strip() for m in panel.find_elements(By.CSS_SELECTOR, "mark")]
+    quote = next((m for m in marks if "スジャ" in m), "")
+    assert quote, f"no highlighted passage holds the answer: {marks}"
     cited_files = re.findall(r"\d{3}_[0-9a-f]+\.txt", sources)
     assert cited_files and any(
         quote in " ".join((seeds / f).read_text(encoding="utf-8").split()) for f in cited_files
@@ -189,7 +196,9 @@ def test_browser_asks_an_example_opens_its_source_then_uploads_an_article_and_as
     accordion.click()
     file_input = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "input[type=file]"), 30, "the file input")
     file_input[0].send_keys(str(article))
-    _wait(browser, lambda d: NEW_ARTICLE in d.find_element(By.TAG_NAME, "body").text, 60, "the file to be attached")
+    # Gradio shows the attached file's stem and suffix in separate elements.
+    stem = Path(NEW_ARTICLE).stem
+    _wait(browser, lambda d: stem in d.find_element(By.TAG_NAME, "body").text, 60, "the file to be attached")
     [button] = [
         b
         for b in browser.find_elements(By.CSS_SELECTOR, "button")
