@@ -183,6 +183,15 @@ def rag_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def stop_process(proc: subprocess.Popen, *, timeout: float = 30) -> None:
+    """Ask a server process to stop; kill it if it has not within timeout seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -214,8 +223,4 @@ def chat_server(settings: Settings, *args: str, **env: str) -> Iterator[tuple[su
             pytest.fail("the chat page did not start within 300 s")
         yield proc, port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, timeout=20)

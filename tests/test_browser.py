@@ -23,7 +23,7 @@ import pytest
 
 from rag.config import Settings
 from rag.webapp import EXAMPLES, UPLOAD_LABEL
-from tests.conftest import REPO, free_port, run_env
+from tests.conftest import REPO, free_port, run_env, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -158,11 +158,7 @@ def served(real_index: Settings, tmp_path: Path) -> Iterator[tuple[int, Path]]:
             time.sleep(1)
         yield port, seeds
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, timeout=30)
         log.close()
 
 

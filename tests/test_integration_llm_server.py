@@ -16,7 +16,7 @@ from rag.llm_server import OpenAIServerGenerator
 from rag.models import resolve_llm_path
 from rag.pipeline import RagPipeline, load_generator
 from rag.webapp import EXAMPLES
-from tests.conftest import REPO, free_port, run_env
+from tests.conftest import REPO, free_port, run_env, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -54,11 +54,7 @@ def llm_url(real_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -
                 time.sleep(1)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, timeout=30)
 
 
 @pytest.fixture(scope="module")
