@@ -1,4 +1,4 @@
-"""The on-disk index: manifest + FAISS vectors + chunk store + BM25. Build (incremental), save (crash-safe), load.
+"""The on-disk index: manifest + vectors + chunk store + BM25. Build (incremental), save (crash-safe), load.
 
 Layout of an index folder::
 
@@ -6,6 +6,11 @@ Layout of an index folder::
     index/v-<time>-<hex>/  manifest.json, vectors.faiss, chunks.jsonl, bm25/  (never modified once named)
     index/.tmp-*           a build in progress, or the leftovers of one that was killed
     index/.lock            held by the one build allowed at a time
+    index/qdrant/          with `--store qdrant` in local mode: the collections (one per version)
+
+The vectors go to a VectorStore (rag/stores): FAISS writes vectors.faiss into the version folder;
+Qdrant keeps one collection per version, named after it and written completely before CURRENT
+names the version, dropped when the version folder is removed.
 
 A build writes a whole new version under `.tmp-…`, renames it to `v-…`, then replaces CURRENT.
 Each step is atomic, so at every instant CURRENT names either the old or the new complete index.
@@ -37,32 +42,23 @@ from rag.embedding import Embedder
 from rag.errors import IndexBusyError, IndexCorruptError, IndexMismatchError, IndexNotBuiltError, SeedsError
 from rag.files import TMP_PREFIX, atomic_write_text, fsync_dir, fsync_tree, sha256_file
 from rag.lexical import BM25Index
+from rag.stores import REBUILD_HINT, VectorSet, VectorStore, damaged, short
+from rag.stores.faiss_store import FLAT, VECTORS, FaissStore
 from rag.types import BuildReport, Chunk, Document, FileReport, SkippedFile
 
 # Bump when the files or their meaning change; an index of another version is rebuilt, not guessed at.
 FORMAT_VERSION = 3  # 2: BM25 index beside the vectors; 3: per-file reports and reader fingerprint (incremental)
 READABLE_VERSIONS = (2, 3)  # 2 is read as it is and fully rebuilt by the next build
 MANIFEST = "manifest.json"
-VECTORS = "vectors.faiss"
 CHUNKS = "chunks.jsonl"
 LEXICAL = "bm25"
 CURRENT = "CURRENT"
 LOCK = ".lock"
 VERSION_PREFIX = "v-"
 _VERSION_NAME = re.compile(r"^v-[0-9TZ.-]+-[0-9a-f]+$")
+_VERSION_IN = re.compile(r"v-[0-9TZ.-]+-[0-9a-f]+$")
 LOCK_TIMEOUT = 600.0  # seconds a build waits for another one before giving up with IndexBusyError
 EMBED_BATCH = 128  # passages per embedding call: the progress bar moves at this step
-
-# Exact search (IndexFlatIP) up to this many passages; above it an IVF index that scans only the
-# NPROBE closest of its lists. Measured on the shared 2-core machine (bench/scale.py, bench/README.md
-# "Retrieval at scale"): one exact query costs 0.35-0.45 ms per 1,000 passages when the cores are
-# busy (43 ms at 100k, 350 ms at 1M), which with BM25 misses the 50 ms budget at 100k; IVF answers
-# in 1-5 ms at recall@10 0.97-0.98. Below 50k exact search stays under ~20 ms even on a busy machine,
-# so the seeds, the tests and JSQuAD (a few thousand passages) keep exact, unchanged results.
-APPROX_THRESHOLD = 50_000
-NPROBE = 32  # lists scanned per query: recall@10 against exact 0.98 at 100k, 0.975 at 1M (bench/scale.py)
-IVF_TRAIN_PER_LIST = 40  # k-means training points per list (faiss warns below 39)
-FLAT = "Flat"
 
 # The modules that decide which passages a file gives. Their source is fingerprinted into the
 # manifest: when it changes, stored passages of unchanged files may no longer be what a fresh read
@@ -101,57 +97,29 @@ class Manifest:
     # and, for IVF, how many lists a query scans. Indexes written before these fields were exact.
     vector_index: str = FLAT
     nprobe: int = 0
-
-
-def ivf_lists(n: int) -> int:
-    """How many IVF lists for n vectors: about 4·sqrt(n), a power of two, with enough points to train each."""
-    lists = 1 << round(np.log2(4 * np.sqrt(max(n, 1))))
-    while lists > 1 and lists * IVF_TRAIN_PER_LIST > n:
-        lists //= 2
-    return lists
-
-
-def make_faiss_index(vectors: np.ndarray, dimension: int, *, approx_threshold: int | None = None) -> tuple[Any, str, int]:
-    """A FAISS inner-product index holding vectors: exact up to approx_threshold rows, IVF above.
-
-    Returns (index, its index_factory string, nprobe). The IVF index keeps the full vectors (no
-    compression) and a direct map, so vectors() reads them back exactly for the next incremental
-    build, and the only difference from exact search is which lists a query scans. Training uses a
-    fixed sample and seed: the same vectors give the same index, so answers stay reproducible.
-    """
-    import faiss
-
-    threshold = APPROX_THRESHOLD if approx_threshold is None else approx_threshold
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    n = len(vectors)
-    if n <= threshold:
-        index = faiss.IndexFlatIP(dimension)
-        if n:
-            index.add(vectors)
-        return index, FLAT, 0
-    lists = ivf_lists(n)
-    kind = f"IVF{lists},Flat"
-    index = faiss.index_factory(dimension, kind, faiss.METRIC_INNER_PRODUCT)
-    sample = min(n, lists * IVF_TRAIN_PER_LIST)
-    rows = np.sort(np.random.default_rng(0).choice(n, size=sample, replace=False)) if sample < n else slice(None)
-    ivf = faiss.extract_index_ivf(index)
-    ivf.cp.seed = 1234
-    index.train(vectors[rows])
-    index.add(vectors)
-    ivf.make_direct_map()
-    nprobe = min(NPROBE, lists)
-    ivf.nprobe = nprobe
-    return index, kind, nprobe
+    # Where the vectors are (rag/stores): "faiss" (vectors.faiss in this folder) or "qdrant" (the
+    # collection named here). Indexes written before these fields keep theirs in FAISS.
+    store: str = FaissStore.kind
+    collection: str = ""
 
 
 class VectorIndex:
-    """Chunks and their normalized vectors in a FAISS inner-product index (= cosine similarity)."""
+    """Chunks, their normalized vectors (inner product = cosine) in a vector store, and BM25 over the same chunks."""
 
-    def __init__(self, manifest: Manifest, chunks: list[Chunk], faiss_index: object, lexical: BM25Index) -> None:
+    def __init__(
+        self,
+        manifest: Manifest,
+        chunks: list[Chunk],
+        vectors: VectorSet,
+        lexical: BM25Index,
+        *,
+        store: VectorStore | None = None,
+    ) -> None:
         self.manifest = manifest
         self.chunks = chunks
-        self._faiss = faiss_index
+        self._vectors = vectors
         self.lexical = lexical
+        self.store: VectorStore = store or FaissStore()  # where a reload or the next build finds the vectors
         # Where it was loaded from and which version: a pipeline compares them with CURRENT to reload.
         self.source_dir: Path | None = None
         self.stamp: str | None = None
@@ -164,39 +132,33 @@ class VectorIndex:
         vectors: np.ndarray,
         *,
         approx_threshold: int | None = None,
+        store: VectorStore | None = None,
     ) -> VectorIndex:
-        """Build the FAISS index (exact or IVF by size, recorded in the manifest) for vectors row-aligned with chunks."""
-        index, kind, nprobe = make_faiss_index(vectors, manifest.dimension, approx_threshold=approx_threshold)
-        manifest = replace(manifest, vector_index=kind, nprobe=nprobe)
-        return cls(manifest, chunks, index, BM25Index.build([passage_text(c) for c in chunks]))
+        """An index of vectors row-aligned with chunks, kept by `store` (default FAISS) once saved."""
+        store = store or FaissStore()
+        prepared = store.prepare(vectors, manifest.dimension, approx_threshold=approx_threshold)
+        lexical = BM25Index.build([passage_text(c) for c in chunks])
+        return cls(replace(manifest, **prepared.describe()), chunks, prepared, lexical, store=store)
 
     def __len__(self) -> int:
         return len(self.chunks)
 
-    def vectors(self) -> np.ndarray:
-        """All stored vectors, row i for chunk i (read back from FAISS; flat and IVF-Flat keep them exactly)."""
-        n = int(self._faiss.ntotal)
-        if n == 0:
-            return np.zeros((0, self.manifest.dimension), dtype=np.float32)
-        return np.asarray(self._faiss.reconstruct_n(0, n), dtype=np.float32)
+    def vectors(self, rows: list[int] | None = None) -> np.ndarray:
+        """Stored vectors of `rows` (all when None), row i for chunk i, exactly as they were added."""
+        return self._vectors.vectors(rows)
 
     def search(self, query_vectors: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
         """For each query vector, up to k (chunk position, cosine score), best first."""
         k = min(k, len(self.chunks))
         if k <= 0:
             return [[] for _ in range(len(query_vectors))]
-        scores, ids = self._faiss.search(np.ascontiguousarray(query_vectors, dtype=np.float32), k)
-        return [
-            [(int(i), float(s)) for i, s in zip(row_ids, row_scores, strict=True) if i >= 0]
-            for row_ids, row_scores in zip(ids, scores, strict=True)
-        ]
+        return self._vectors.search(query_vectors, k)
 
-    def write(self, folder: Path) -> None:
-        """Write the index files into an empty folder; the manifest goes last and marks it complete."""
-        import faiss
-
+    def write(self, folder: Path, version: str = "") -> None:
+        """Write the index into an empty folder (its vectors to the store); the manifest goes last and marks it complete."""
         folder = Path(folder)
-        faiss.write_index(self._faiss, str(folder / VECTORS))
+        self._vectors.write(folder, version or folder.name)
+        self.manifest = replace(self.manifest, **self._vectors.describe())
         self.lexical.save(folder / LEXICAL)
         with open(folder / CHUNKS, "w", encoding="utf-8") as fh:
             for chunk in self.chunks:
@@ -207,17 +169,20 @@ class VectorIndex:
         """Publish this index as the new version of index_dir (crash-safe); return the version name."""
         index_dir = Path(index_dir)
         with index_lock(index_dir, timeout=lock_timeout):
-            remove_leftovers(index_dir)
-            return _publish(index_dir, self)
+            remove_leftovers(index_dir, store=self.store)
+            return _publish(index_dir, self, self.store)
 
     @classmethod
-    def load(cls, index_dir: Path, *, expected_model: str | None = None) -> VectorIndex:
-        """Read the version CURRENT names (or a flat index), refusing one of another format or model."""
+    def load(
+        cls, index_dir: Path, *, expected_model: str | None = None, store: VectorStore | None = None
+    ) -> VectorIndex:
+        """Read the version CURRENT names (or a flat index), refusing one of another format, model or store."""
         index_dir = Path(index_dir)
+        store = store or FaissStore()
         for _attempt in range(3):
             folder, stamp = resolve(index_dir)
             try:
-                index = cls._load_folder(folder, expected_model=expected_model)
+                index = cls._load_folder(folder, expected_model=expected_model, store=store)
             except (IndexCorruptError, IndexNotBuiltError):
                 # A build may have replaced CURRENT and removed this version while it was being read.
                 if current_stamp(index_dir) != stamp:
@@ -228,8 +193,8 @@ class VectorIndex:
         raise IndexCorruptError(f"The index in {index_dir}/ kept changing while it was read. Try again.")
 
     @classmethod
-    def _load_folder(cls, folder: Path, *, expected_model: str | None) -> VectorIndex:
-        """Read and cross-check every file of one index version; any damage is one IndexCorruptError naming the file."""
+    def _load_folder(cls, folder: Path, *, expected_model: str | None, store: VectorStore) -> VectorIndex:
+        """Read and cross-check every part of one index version; any damage is one IndexCorruptError naming it."""
         manifest = _read_manifest_file(folder)
         if expected_model is not None and manifest.embedding_model != expected_model:
             raise IndexMismatchError(
@@ -238,52 +203,42 @@ class VectorIndex:
                 f"the questions' vectors. {REBUILD_HINT}",
                 path=str(folder / MANIFEST),
             )
-        faiss_index = _read_vectors(folder / VECTORS)
+        check_store(manifest, store, folder)
+        vectors = store.open(folder, manifest)
         chunks = _read_chunks(folder / CHUNKS)
         lexical = _read_lexical(folder / LEXICAL)
-        # Each file read fine on its own; a half-written or mixed-up version shows in the counts.
-        if faiss_index.d != manifest.dimension:
-            raise _damaged(
-                folder / VECTORS, f"holds vectors of dimension {faiss_index.d}, the manifest says {manifest.dimension}"
-            )
+        # Each part read fine on its own; a half-written or mixed-up version shows in the counts.
+        where = folder / VECTORS if manifest.store == FaissStore.kind else f"the Qdrant collection {manifest.collection!r}"
+        if vectors.dimension != manifest.dimension:
+            raise _damaged(where, f"holds vectors of dimension {vectors.dimension}, the manifest says {manifest.dimension}")
         if len(chunks) != manifest.chunks:
             raise _damaged(folder / CHUNKS, f"holds {len(chunks)} passages, the manifest says {manifest.chunks}")
-        if faiss_index.ntotal != len(chunks):
-            raise _damaged(folder / VECTORS, f"holds {faiss_index.ntotal} vectors for {len(chunks)} passages")
+        if len(vectors) != len(chunks):
+            raise _damaged(where, f"holds {len(vectors)} vectors for {len(chunks)} passages")
         if lexical.n_docs != len(chunks):
             raise _damaged(folder / LEXICAL, f"indexes {lexical.n_docs} passages, {CHUNKS} holds {len(chunks)}")
-        _check_kind(faiss_index, manifest, folder)
-        return cls(manifest, chunks, faiss_index, lexical)
+        return cls(manifest, chunks, vectors, lexical, store=store)
+
+
+def check_store(manifest: Manifest, store: VectorStore, folder: Path) -> None:
+    """IndexMismatchError when the version keeps its vectors in another store than the one in use."""
+    if manifest.store == store.kind:
+        return
+    raise IndexMismatchError(
+        f"The index in {folder.parent if folder.name.startswith(VERSION_PREFIX) else folder}/ keeps its vectors in "
+        f"{manifest.store} ({folder / MANIFEST}), but the {store.kind} store is in use (RAG_STORE / --store). "
+        f"Use `--store {manifest.store}` (RAG_STORE={manifest.store}) to open it, or run "
+        f"`rag build --store {store.kind}` to build the index for {store.kind}. "
+        f"(索引のベクトルの保存先が {manifest.store} です。--store {manifest.store} で開くか、"
+        f"`rag build --store {store.kind}` で作り直してください。)",
+        path=str(folder / MANIFEST),
+    )
 
 
 # ---- reading the files of a version (load path only): each failure names its file ----
 
-REBUILD_HINT = (
-    "Run `rag build --full` to rebuild the index from the articles. "
-    "(索引を読めません。`rag build --full` で作り直してください。)"
-)
-_REASON_CHARS = 160  # FAISS's C++ messages run to several lines; the first words say enough
-
-
-def _damaged(path: Path, why: str) -> IndexCorruptError:
-    """The one message every damage gives: which file, what is wrong with it, what to run."""
-    return IndexCorruptError(f"The index is damaged: {path} {why}. {REBUILD_HINT}", path=str(path))
-
-
-def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= _REASON_CHARS else text[:_REASON_CHARS] + "…"
-
-
-def _read_vectors(path: Path) -> Any:
-    import faiss
-
-    if not path.is_file():
-        raise _damaged(path, "is missing")
-    try:
-        return faiss.read_index(str(path))
-    except (RuntimeError, MemoryError, ValueError) as exc:  # faiss raises RuntimeError for a short or foreign file
-        raise _damaged(path, "is truncated or is not a FAISS index") from exc
+_damaged = damaged
+_short = short
 
 
 def _read_chunks(path: Path) -> list[Chunk]:
@@ -313,26 +268,6 @@ def _read_lexical(folder: Path) -> BM25Index:
         raise _damaged(Path(exc.filename or folder), "(part of the BM25 index) is missing") from exc
     except (OSError, ValueError, TypeError, KeyError, EOFError) as exc:
         raise _damaged(folder, f"(the BM25 index) is truncated or damaged ({_short(exc)})") from exc
-
-
-def _check_kind(faiss_index: Any, manifest: Manifest, folder: Path) -> None:
-    """The FAISS file must be the kind the manifest records; an IVF index gets the recorded nprobe."""
-    import faiss
-
-    try:
-        ivf = faiss.extract_index_ivf(faiss_index)
-    except RuntimeError:  # not an IVF index
-        ivf = None
-    if (ivf is None) != (manifest.vector_index == FLAT) or (ivf is not None and ivf.nlist != ivf_lists_of(manifest)):
-        raise _damaged(folder / VECTORS, f"is not the {manifest.vector_index!r} index its manifest records")
-    if ivf is not None:
-        ivf.nprobe = max(1, manifest.nprobe)
-
-
-def ivf_lists_of(manifest: Manifest) -> int:
-    """The list count in the manifest's index_factory string ("IVF1024,Flat" -> 1024), 0 for flat."""
-    found = re.match(r"IVF(\d+),", manifest.vector_index)
-    return int(found.group(1)) if found else 0
 
 
 # ---- where the current version is ----
@@ -456,17 +391,21 @@ def _new_version_name() -> str:
     return f"{VERSION_PREFIX}{stamp}-{secrets.token_hex(4)}"
 
 
-def _publish(index_dir: Path, index: VectorIndex) -> str:
+def _publish(index_dir: Path, index: VectorIndex, store: VectorStore) -> str:
     """Write index as a new version and point CURRENT at it. The caller holds the lock."""
     previous = _read_current_or_none(index_dir)
     name = _new_version_name()
     tmp = index_dir / f"{TMP_PREFIX}{name}"
+    # The folder exists before the store writes anything outside it (a Qdrant collection named after
+    # the version): after a crash, remove_leftovers finds the name in `.tmp-…` and drops both.
     tmp.mkdir()
     try:
-        index.write(tmp)
+        index.write(tmp, name)
         fsync_tree(tmp)
         os.rename(tmp, index_dir / name)
     except BaseException:
+        with contextlib.suppress(Exception):  # the original error matters more than a failed clean-up
+            store.drop(name)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     fsync_dir(index_dir)
@@ -474,7 +413,7 @@ def _publish(index_dir: Path, index: VectorIndex) -> str:
     atomic_write_text(index_dir / CURRENT, name + "\n")
     # The previous version stays one build longer: a reader that read CURRENT just before the switch
     # may still be opening it.
-    _remove_versions(index_dir, keep={name, previous})
+    _remove_versions(index_dir, keep={name, previous}, store=store)
     _remove_flat_files(index_dir)
     return name
 
@@ -498,10 +437,19 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _remove_versions(index_dir: Path, *, keep: set[str | None]) -> None:
+def _remove_versions(index_dir: Path, *, keep: set[str | None], store: VectorStore) -> None:
     for entry in index_dir.iterdir():
         if entry.name.startswith(VERSION_PREFIX) and entry.name not in keep:
+            # The store's part first: a crash in between leaves a folder that the next clean-up removes
+            # (with another try at the store), never vectors that no folder names.
+            store.drop(entry.name)
             _remove(entry)
+
+
+def _version_in(name: str) -> str | None:
+    """The version name inside a `.tmp-…` entry (".tmp-v-…", ".tmp-old-v-…"), if any."""
+    found = _VERSION_IN.search(name)
+    return found.group(0) if found else None
 
 
 def _remove_flat_files(index_dir: Path) -> None:
@@ -512,25 +460,30 @@ def _remove_flat_files(index_dir: Path) -> None:
                 _remove(index_dir / name)
 
 
-def remove_leftovers(index_dir: Path) -> None:
+def remove_leftovers(index_dir: Path, *, store: VectorStore | None = None) -> None:
     """Remove what interrupted builds left: .tmp-* entries and versions newer than CURRENT that it never named.
 
-    The caller holds the lock, so no .tmp-* entry belongs to a running build.
+    The caller holds the lock, so no .tmp-* entry belongs to a running build. What the store keeps
+    outside index/ for those versions (Qdrant collections) is dropped with them.
     """
     index_dir = Path(index_dir)
+    store = store or FaissStore()
     if not index_dir.is_dir():
         return
     for entry in index_dir.iterdir():
         if entry.name.startswith(TMP_PREFIX):
+            version = _version_in(entry.name)
+            if version is not None:
+                store.drop(version)
             _remove(entry)
     current = _read_current_or_none(index_dir)
     if current is None:
         if not (index_dir / MANIFEST).is_file():  # no usable index at all: every version is a leftover
-            _remove_versions(index_dir, keep=set())
+            _remove_versions(index_dir, keep=set(), store=store)
         return
     versions = sorted(e.name for e in index_dir.iterdir() if e.name.startswith(VERSION_PREFIX))
     older = [v for v in versions if v < current]
-    _remove_versions(index_dir, keep={current, older[-1] if older else None})
+    _remove_versions(index_dir, keep={current, older[-1] if older else None}, store=store)
     _remove_flat_files(index_dir)
 
 
@@ -542,8 +495,12 @@ def seed_hashes(seeds_dir: Path) -> dict[str, str]:
     return {str(p.relative_to(seeds_dir)): sha256_file(p) for p in list_seed_files(Path(seeds_dir))}
 
 
-def _incompatible(manifest: Manifest, *, embedding_model: str, chunk_size: int, chunk_overlap: int) -> str | None:
+def _incompatible(
+    manifest: Manifest, *, embedding_model: str, chunk_size: int, chunk_overlap: int, store: str = FaissStore.kind
+) -> str | None:
     """Why no stored passage of this index can be reused, or None."""
+    if manifest.store != store:
+        return f"vector store changed ({manifest.store} -> {store})"
     if manifest.format_version != FORMAT_VERSION:
         return f"index format {manifest.format_version} (now {FORMAT_VERSION})"
     if manifest.embedding_model != embedding_model:
@@ -558,14 +515,22 @@ def _incompatible(manifest: Manifest, *, embedding_model: str, chunk_size: int, 
 
 
 def stale_reason(
-    index_dir: Path, seeds_dir: Path, *, embedding_model: str, chunk_size: int, chunk_overlap: int
+    index_dir: Path,
+    seeds_dir: Path,
+    *,
+    embedding_model: str,
+    chunk_size: int,
+    chunk_overlap: int,
+    store: str = FaissStore.kind,
 ) -> str | None:
     """Why the index must be rebuilt (missing, other model, seeds changed), or None if it is current."""
     try:
         manifest = read_manifest(index_dir)
     except (IndexNotBuiltError, IndexMismatchError, IndexCorruptError) as exc:
         return str(exc)
-    why = _incompatible(manifest, embedding_model=embedding_model, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
+    why = _incompatible(
+        manifest, embedding_model=embedding_model, chunk_size=chunk_size, chunk_overlap=chunk_overlap, store=store
+    )
     if why:
         return why
     current = seed_hashes(Path(seeds_dir))
@@ -609,13 +574,24 @@ def embed_passages(embedder: Embedder, texts: list[str], *, show_progress: bool 
     return np.concatenate(parts)
 
 
-def _old_passages(index_dir: Path, manifest: Manifest) -> tuple[dict[str, list[int]], list[Chunk], np.ndarray]:
-    """The stored chunks (grouped by seed file) and vectors of the current index."""
-    old = VectorIndex.load(index_dir, expected_model=manifest.embedding_model)
-    rows: dict[str, list[int]] = {}
+def _old_passages(
+    index_dir: Path, manifest: Manifest, store: VectorStore, keep: Callable[[str], bool]
+) -> tuple[dict[str, list[int]], list[Chunk], np.ndarray]:
+    """The stored chunks of the current index grouped by seed file, and the vectors of the files `keep` accepts.
+
+    Returns (file -> rows into the returned vectors, all old chunks, vectors). Only the kept rows are
+    read from the store: with Qdrant they travel over the network.
+    """
+    old = VectorIndex.load(index_dir, expected_model=manifest.embedding_model, store=store)
+    by_file: dict[str, list[int]] = {}
     for i, chunk in enumerate(old.chunks):
-        rows.setdefault(chunk.source, []).append(i)
-    return rows, old.chunks, old.vectors()
+        by_file.setdefault(chunk.source, []).append(i)
+    wanted = [i for rel, rows in by_file.items() if keep(rel) for i in rows]
+    vectors = old.vectors(wanted)
+    position = {row: n for n, row in enumerate(wanted)}
+    rows = {rel: [position[i] for i in rows] for rel, rows in by_file.items() if keep(rel)}
+    chunks = [old.chunks[i] for i in wanted]
+    return rows, chunks, vectors
 
 
 def build(
@@ -628,15 +604,18 @@ def build(
     show_progress: bool = False,
     full: bool = False,
     lock_timeout: float = LOCK_TIMEOUT,
+    store: VectorStore | None = None,
 ) -> BuildReport:
     """Bring the index up to date with the seeds folder, re-reading and embedding only new or changed files.
 
     Unchanged files keep their stored passages and vectors; removed files lose theirs; BM25 is
     rebuilt from all passages. `full=True` re-reads and re-embeds everything. The embedder is only
     used (and a lazy one only loaded) when there are passages to embed. The previous index stays
-    what load_pipeline opens until the new one is complete.
+    what load_pipeline opens until the new one is complete. `store` keeps the vectors (default FAISS);
+    an index kept in another store is rebuilt in full (its passages are read and embedded again).
     """
     started = time.perf_counter()
+    store = store or FaissStore()
     seeds_dir, index_dir = Path(seeds_dir), Path(index_dir)
     if not seeds_dir.is_dir():
         raise SeedsError(f"The seeds folder {seeds_dir}/ does not exist. Put .txt or .md articles there.")
@@ -646,7 +625,7 @@ def build(
             print(message, file=sys.stderr, flush=True)
 
     with index_lock(index_dir, timeout=lock_timeout, on_wait=waiting):
-        remove_leftovers(index_dir)
+        remove_leftovers(index_dir, store=store)
         return _build_locked(
             seeds_dir,
             index_dir,
@@ -656,6 +635,7 @@ def build(
             show_progress=show_progress,
             full=full,
             started=started,
+            store=store,
         )
 
 
@@ -669,6 +649,7 @@ def _build_locked(
     show_progress: bool,
     full: bool,
     started: float,
+    store: VectorStore,
 ) -> BuildReport:
     paths = {str(p.relative_to(seeds_dir)): p for p in list_seed_files(seeds_dir)}
     hashes = {rel: sha256_file(p) for rel, p in paths.items()}
@@ -682,10 +663,16 @@ def _build_locked(
     base = previous
     if full or (
         base is not None
-        and _incompatible(base, embedding_model=embedder.model_id, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
+        and _incompatible(
+            base,
+            embedding_model=embedder.model_id,
+            chunk_size=chunk_size,
+            chunk_overlap=chunk_overlap,
+            store=store.kind,
+        )
     ):
         base = None
-    if base is not None and not _loads(index_dir):
+    if base is not None and not _loads(index_dir, store):
         base = None  # a damaged index is rebuilt by a plain `rag build`, not reported as up to date
 
     if base is not None and old_sources == hashes:  # nothing changed: no new version is written
@@ -701,13 +688,13 @@ def _build_locked(
         )
 
     def reusable(rel: str) -> bool:
-        return base is not None and old_sources.get(rel) == hashes[rel]
+        return base is not None and rel in hashes and old_sources.get(rel) == hashes[rel]
 
     old_rows: dict[str, list[int]] = {}
     old_chunks: list[Chunk] = []
     old_vectors = np.zeros((0, 0), dtype=np.float32)
     if base is not None and any(reusable(rel) for rel in paths):
-        old_rows, old_chunks, old_vectors = _old_passages(index_dir, base)
+        old_rows, old_chunks, old_vectors = _old_passages(index_dir, base, store, reusable)
 
     reports: list[FileReport] = []
     fresh: dict[str, list[Document]] = {}  # files read now, in path order
@@ -777,7 +764,7 @@ def _build_locked(
             if r.status != "removed"
         },
     )
-    _publish(index_dir, VectorIndex.from_vectors(manifest, chunks, vectors))
+    _publish(index_dir, VectorIndex.from_vectors(manifest, chunks, vectors, store=store), store)
     return BuildReport(
         index_dir=str(index_dir),
         docs=docs,
@@ -789,10 +776,10 @@ def _build_locked(
     )
 
 
-def _loads(index_dir: Path) -> bool:
+def _loads(index_dir: Path, store: VectorStore) -> bool:
     """True if the current index opens without damage (no embedder needed: the model was compared already)."""
     try:
-        VectorIndex.load(index_dir)
+        VectorIndex.load(index_dir, store=store)
     except IndexCorruptError:
         return False
     return True
@@ -837,6 +824,7 @@ def build_from_documents(
     sources: dict[str, str] | None = None,
     skipped: dict[str, str] | None = None,
     show_progress: bool = False,
+    store: VectorStore | None = None,
 ) -> VectorIndex:
     """Chunk, embed and save already-loaded documents (an evaluation corpus) as a new index version."""
     chunks = chunk_documents(docs, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
@@ -853,7 +841,7 @@ def build_from_documents(
         skipped=skipped or {},
         created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
-    index = VectorIndex.from_vectors(manifest, chunks, vectors)
+    index = VectorIndex.from_vectors(manifest, chunks, vectors, store=store)
     index.stamp = index.save(Path(index_dir))
     index.source_dir = Path(index_dir)
     return index

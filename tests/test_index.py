@@ -15,6 +15,7 @@ from rag.errors import IndexBusyError, IndexCorruptError, IndexMismatchError, In
 from rag.index import CURRENT, FORMAT_VERSION, MANIFEST, VectorIndex, build, read_manifest, stale_reason, version_dir
 from rag.pipeline import build_index
 from rag.retrieval import Retriever
+from rag.stores import faiss_store
 from rag.types import Chunk
 from tests.conftest import HashingEmbedder
 
@@ -452,7 +453,7 @@ def test_a_manifest_that_does_not_match_the_vectors_file_is_refused(tmp_path: Pa
 
 
 def test_incremental_builds_of_an_approximate_index(settings, corpus: Path, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(index_mod, "APPROX_THRESHOLD", 0)
+    monkeypatch.setattr(faiss_store, "APPROX_THRESHOLD", 0)
     _build(settings, HashingEmbedder())
     assert read_manifest(settings.index_dir).vector_index.startswith("IVF")
     (corpus / "sapporo.txt").write_text(NEW_ARTICLE, encoding="utf-8")
