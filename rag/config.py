@@ -50,6 +50,12 @@ class Settings:
     # HTTP API share the queue). Beyond it a question is refused with BusyError (HTTP 503): 20 users
     # asking at once all get their answer, a pile-up of hundreds does not grow without bound.
     max_waiting: int = 24
+    # Where the vectors live (rag/stores): "faiss" (files in index/, the default) or "qdrant": a server
+    # at qdrant_url, else qdrant-client's local mode in qdrant_path (default: index_dir/qdrant).
+    store: str = "faiss"
+    qdrant_url: str = ""
+    qdrant_path: Path | None = None
+    qdrant_api_key: str = field(default="", repr=False)
     # `rag serve`'s HTTP API asks for this bearer token when set (RAG_API_KEY); kept out of repr().
     api_key: str = field(default="", repr=False)
 

@@ -74,3 +74,7 @@ class QuestionTooLongError(QuestionError):
 
 class BusyError(RagError):
     """Too many questions are already waiting for the model; nothing was started. Try again shortly."""
+
+
+class VectorStoreError(RagError):
+    """The vector store (a Qdrant server or local folder) cannot be reached or refused a request."""

@@ -157,7 +157,7 @@ class VectorIndex:
     def write(self, folder: Path, version: str = "") -> None:
         """Write the index into an empty folder (its vectors to the store); the manifest goes last and marks it complete."""
         folder = Path(folder)
-        self._vectors.write(folder, version or folder.name)
+        self._vectors.write(folder, version or folder.name, self.chunks)
         self.manifest = replace(self.manifest, **self._vectors.describe())
         self.lexical.save(folder / LEXICAL)
         with open(folder / CHUNKS, "w", encoding="utf-8") as fh:

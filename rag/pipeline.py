@@ -20,6 +20,7 @@ from rag.embedding import Embedder
 from rag.errors import BusyError, QuestionError, QuestionTooLongError, RagError, SeedsError
 from rag.generation import Generator, build_messages
 from rag.retrieval import Retriever
+from rag.stores import VectorStore
 from rag.types import AddReport, Answer, BuildReport, Citation, Hit, SkippedFile
 
 History = Sequence[tuple[str, str]]  # (question, answer text) of earlier turns, oldest first
@@ -297,7 +298,7 @@ class RagPipeline:
                 return False
             embedder = self.retriever.embedder
             try:
-                fresh = VectorIndex.load(index.source_dir, expected_model=embedder.model_id)
+                fresh = VectorIndex.load(index.source_dir, expected_model=embedder.model_id, store=index.store)
             except RagError as exc:
                 self._failed_stamp = stamp
                 warnings.warn(f"Kept answering from the index loaded before: {exc}", stacklevel=2)
@@ -440,21 +441,43 @@ def load_generator(settings: Settings) -> Generator:
     return LlamaCppGenerator(path, n_ctx=settings.n_ctx, n_threads=settings.n_threads, temperature=settings.temperature)
 
 
+def load_store(settings: Settings) -> VectorStore:
+    """The vector store the settings name: FAISS files in the index folder (default) or Qdrant."""
+    if settings.store == "faiss":
+        from rag.stores.faiss_store import FaissStore
+
+        return FaissStore()
+    if settings.store == "qdrant":
+        from rag.stores.qdrant_store import QdrantStore
+
+        return QdrantStore(
+            url=settings.qdrant_url,
+            path=None if settings.qdrant_url else (settings.qdrant_path or Path(settings.index_dir) / "qdrant"),
+            api_key=settings.qdrant_api_key,
+        )
+    from rag.stores import STORES
+
+    raise RagError(f"Unknown vector store {settings.store!r} (RAG_STORE / --store); choose one of {', '.join(STORES)}.")
+
+
 def load_pipeline(
     index_dir: str | Path | None = None,
     *,
     settings: Settings | None = None,
     embedder: Embedder | None = None,
     generator: Generator | None = None,
+    store: VectorStore | None = None,
     **overrides: object,
 ) -> RagPipeline:
     """Load the index and the models; keyword overrides (llm_path=..., top_k=...) win over settings."""
-    from rag.index import VectorIndex, read_manifest
+    from rag.index import VectorIndex, check_store, read_manifest, version_dir
 
     settings = (settings or Settings()).with_overrides(index_dir=index_dir, **overrides)
-    read_manifest(settings.index_dir)  # a missing index is reported before seconds of model loading
+    store = store or load_store(settings)
+    # A missing index or one kept in another store is reported before seconds of model loading.
+    check_store(read_manifest(settings.index_dir), store, version_dir(settings.index_dir))
     embedder = embedder or load_embedder(settings)
-    index = VectorIndex.load(settings.index_dir, expected_model=embedder.model_id)
+    index = VectorIndex.load(settings.index_dir, expected_model=embedder.model_id, store=store)
     generator = generator or load_generator(settings)
     return RagPipeline(Retriever(index, embedder, mode=settings.retrieval_mode), generator, settings=settings)
 
@@ -474,6 +497,7 @@ def build_index(
     *,
     settings: Settings | None = None,
     embedder: Embedder | None = None,
+    store: VectorStore | None = None,
     if_stale: bool = False,
     full: bool = False,
     show_progress: bool = False,
@@ -488,6 +512,7 @@ def build_index(
 
     settings = (settings or Settings()).with_overrides(seeds_dir=seeds_dir, index_dir=index_dir, **overrides)
     embedder = embedder or _lazy_embedder(settings)
+    store = store or load_store(settings)
     if if_stale and not full:
         reason = index_mod.stale_reason(
             settings.index_dir,
@@ -495,6 +520,7 @@ def build_index(
             embedding_model=embedder.model_id,
             chunk_size=settings.chunk_size,
             chunk_overlap=settings.chunk_overlap,
+            store=store.kind,
         )
         if reason is None:
             manifest = index_mod.read_manifest(settings.index_dir)
@@ -515,6 +541,7 @@ def build_index(
         chunk_overlap=settings.chunk_overlap,
         show_progress=show_progress,
         full=full,
+        store=store,
     )
 
 
@@ -527,6 +554,7 @@ def add_documents(
     names: Iterable[str] | None = None,
     settings: Settings | None = None,
     embedder: Embedder | None = None,
+    store: VectorStore | None = None,
     show_progress: bool = False,
     **overrides: object,
 ) -> AddReport:
@@ -551,7 +579,7 @@ def add_documents(
         )
     saved = save_files(paths, settings.seeds_dir, replace=replace, names=names)
     try:
-        report = build_index(settings=settings, embedder=embedder, show_progress=show_progress)
+        report = build_index(settings=settings, embedder=embedder, store=store, show_progress=show_progress)
     except BaseException:
         undo(saved, settings.seeds_dir)
         raise

@@ -22,6 +22,7 @@ from rag.errors import IndexCorruptError
 
 if TYPE_CHECKING:
     from rag.index import Manifest
+    from rag.types import Chunk
 
 STORES = ("faiss", "qdrant")
 
@@ -58,8 +59,11 @@ class VectorSet(Protocol):
         """The stored vectors of `rows` (all rows when None), in that order."""
         ...
 
-    def write(self, folder: Path, version: str) -> None:
-        """Store the vectors for the version being written in `folder` (complete when this returns)."""
+    def write(self, folder: Path, version: str, chunks: Sequence[Chunk] = ()) -> None:
+        """Store the vectors (and, where the store keeps them, the chunks' metadata) of the version written in `folder`.
+
+        Complete when this returns: the version is published right after.
+        """
         ...
 
     def describe(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from rag.stores import damaged
 
 if TYPE_CHECKING:
     from rag.index import Manifest
+    from rag.types import Chunk
 
 VECTORS = "vectors.faiss"
 
@@ -106,7 +107,7 @@ class FaissVectors:
         every = np.asarray(self.index.reconstruct_n(0, n), dtype=np.float32)
         return every if rows is None else every[list(rows)]
 
-    def write(self, folder: Path, version: str) -> None:
+    def write(self, folder: Path, version: str, chunks: Sequence[Chunk] = ()) -> None:
         """Write vectors.faiss into the version folder."""
         import faiss
 
