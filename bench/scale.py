@@ -143,9 +143,10 @@ def run_size(n: int, n_queries: int, save: bool) -> dict[str, object]:
     """Build a synthetic index of n passages and time queries on it."""
     import faiss
 
-    from rag.index import FORMAT_VERSION, Manifest, VectorIndex, make_faiss_index
+    from rag.index import FORMAT_VERSION, Manifest, VectorIndex
     from rag.lexical import BM25Index, tokenize
     from rag.retrieval import CANDIDATES, Retriever
+    from rag.stores.faiss_store import FaissVectors, make_faiss_index
     from rag.types import Chunk
 
     rng = np.random.default_rng(0)
@@ -197,7 +198,7 @@ def run_size(n: int, n_queries: int, save: bool) -> dict[str, object]:
         vector_index=kind,
         nprobe=nprobe,
     )
-    index = VectorIndex(manifest, chunks, faiss_index, lexical)
+    index = VectorIndex(manifest, chunks, FaissVectors(faiss_index, kind=kind, nprobe=nprobe), lexical)
     retriever = Retriever(index, FixedEmbedder(dict(zip(questions, query_vectors, strict=True))), mode="hybrid")
     rss_built = rss_gb()
 
