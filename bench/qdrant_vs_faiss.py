@@ -53,7 +53,7 @@ def main() -> None:
         qdrant_index = VectorIndex.load(Path(tmp) / "qdrant", expected_model=embedder.model_id, store=store)
         print(
             f"{len(docs)} paragraphs, {len(faiss_index)} passages, {len(items)} questions; embedding {embed_s:.1f} s, "
-            f"Qdrant upload {upload_s:.2f} s ({store.location})"
+            f"Qdrant version (BM25 + upload) {upload_s:.2f} s ({store.location})"
         )
         print(f"{'store':>7} {'mode':>7} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'MRR':>6} {'dense ms p50':>12}")
         for mode in ("dense", "hybrid"):
