@@ -22,6 +22,7 @@ Chosen by `rag.pipeline.load_store`; retrieval and generation do not know which 
 
 from __future__ import annotations
 
+import atexit
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -131,6 +132,10 @@ class QdrantStore:
                         f"process at a time: is `rag serve` running?). Stop that process, or run a Qdrant server "
                         f"and set RAG_QDRANT_URL (see README, 'Vectors in Qdrant'). ({short(exc)})"
                     ) from exc
+                if not _LOCAL:
+                    # Closed before the interpreter tears modules down: qdrant-client's own __del__
+                    # at exit prints "ImportError: sys.meta_path is None" otherwise.
+                    atexit.register(close_local_clients)
                 _LOCAL[key] = (client, threading.RLock())
             self._client, self._lock = _LOCAL[key]
         return self._client
