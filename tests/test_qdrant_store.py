@@ -22,6 +22,10 @@ NEW_ARTICLE = (
     "第77回さっぽろ雪まつりが4日開幕し、大通会場には雪像約150基が並んだ。\n\n"
     "期間中は約200万人の来場を見込む。札幌市観光協会は公共交通機関の利用を呼びかけている。\n"
 )
+# qdrant-client checks the server's version in the background and warns, after the test that
+# pointed it at a port where nothing listens has ended.
+pytestmark = pytest.mark.filterwarnings("ignore:Failed to obtain server version")
+
 QUESTIONS = [
     "新千歳空港を結ぶ新線の運賃はいくら?",
     "嵐山を訪れた観光客は何人?",
@@ -246,7 +250,6 @@ def test_store_settings_from_the_environment(tmp_path: Path) -> None:
         load_store(Settings(store="qdrant", qdrant_url="localhost:6333"))
 
 
-@pytest.mark.filterwarnings("ignore:Failed to obtain server version")
 def test_an_unreachable_server_says_how_to_start_one(settings: Settings) -> None:
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     build = settings.with_overrides(store="qdrant", qdrant_url=url)
