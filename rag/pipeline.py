@@ -115,11 +115,12 @@ def make_answer(
     text, cited = attach_citations(raw_text, [h.chunk.text for h in hits], question=question)
     cited_texts = [hits[c.n - 1].chunk.text for c in cited]
     reason = refusal_reason(question, text, cited, cited_texts)
-    if not reason and answerability.THRESHOLD > 0:
+    bar = answerability.threshold(has_logprobs=bool(logprobs))
+    if not reason and bar > 0:
         ev = answerability.evidence(question, cited_texts, [h.chunk.text for h in hits], logprobs or [])
         p = answerability.confidence(ev, has_logprobs=bool(logprobs))
-        if p < answerability.THRESHOLD:
-            reason = f"the evidence is weak (answerability {p:.2f} < {answerability.THRESHOLD})"
+        if p < bar:
+            reason = f"the evidence is weak (answerability {p:.2f} < {bar})"
     if reason:
         # The closest passages stay visible so the reader can see what was searched.
         return Answer(

@@ -189,6 +189,7 @@ def test_a_server_that_rejects_logprobs_is_asked_again_without_them(server) -> N
 def weak_logprobs_decide(monkeypatch):
     """An answerability model where log-probabilities decide; without them, cited coverage does."""
     monkeypatch.setattr(answerability, "THRESHOLD", 0.6)
+    monkeypatch.setattr(answerability, "THRESHOLD_NO_LOGPROBS", 0.6)
     monkeypatch.setattr(answerability, "WEIGHTS", [0.0, 0.0, 10.0, 0.0])  # mean log-probability only
     monkeypatch.setattr(answerability, "BIAS", 0.0)
     monkeypatch.setattr(answerability, "WEIGHTS_NO_LOGPROBS", [6.0, 0.0, 0.0, 0.0])  # cited coverage only
@@ -212,7 +213,7 @@ def test_answerability_falls_back_to_the_weights_without_logprobs(
     # With a missing logprob read as 0 the full model would give 0.5 < 0.6 and refuse: the fallback decided.
     ev = answerability.evidence(question, [answer.citations[0].text], [p.text for p in answer.passages], [])
     assert answerability.probability(ev) == 0.5 < answerability.THRESHOLD
-    assert answerability.confidence(ev, has_logprobs=False) >= answerability.THRESHOLD
+    assert answerability.confidence(ev, has_logprobs=False) >= answerability.THRESHOLD_NO_LOGPROBS
 
 
 def test_prompt_tokens_are_counted_by_the_server_when_it_can(server) -> None:
