@@ -58,6 +58,7 @@ VERSION_PREFIX = "v-"
 _VERSION_NAME = re.compile(r"^v-[0-9TZ.-]+-[0-9a-f]+$")
 _VERSION_IN = re.compile(r"v-[0-9TZ.-]+-[0-9a-f]+$")
 LOCK_TIMEOUT = 600.0  # seconds a build waits for another one before giving up with IndexBusyError
+SPOOL_SLICE = 16_384  # spooled rows read back at a time (24 MB of 384-d vectors)
 EMBED_BATCH = 128  # passages per embedding call: the progress bar moves at this step
 
 # The modules that decide which passages a file gives. Their source is fingerprinted into the
@@ -129,7 +130,7 @@ class VectorIndex:
         cls,
         manifest: Manifest,
         chunks: list[Chunk],
-        vectors: np.ndarray,
+        vectors: np.ndarray | VectorSpool,
         *,
         approx_threshold: int | None = None,
         store: VectorStore | None = None,
@@ -137,7 +138,7 @@ class VectorIndex:
         """An index of vectors row-aligned with chunks, kept by `store` (default FAISS) once saved."""
         store = store or FaissStore()
         prepared = store.prepare(vectors, manifest.dimension, approx_threshold=approx_threshold)
-        lexical = BM25Index.build([passage_text(c) for c in chunks])
+        lexical = BM25Index.build(passage_text(c) for c in chunks)
         return cls(replace(manifest, **prepared.describe()), chunks, prepared, lexical, store=store)
 
     def __len__(self) -> int:
@@ -574,24 +575,72 @@ def embed_passages(embedder: Embedder, texts: list[str], *, show_progress: bool 
     return np.concatenate(parts)
 
 
-def _old_passages(
-    index_dir: Path, manifest: Manifest, store: VectorStore, keep: Callable[[str], bool]
-) -> tuple[dict[str, list[int]], list[Chunk], np.ndarray]:
-    """The stored chunks of the current index grouped by seed file, and the vectors of the files `keep` accepts.
-
-    Returns (file -> rows into the returned vectors, all old chunks, vectors). Only the kept rows are
-    read from the store: with Qdrant they travel over the network.
-    """
+def _old_passages(index_dir: Path, manifest: Manifest, store: VectorStore) -> tuple[dict[str, list[int]], VectorIndex]:
+    """The current index and its rows grouped by seed file (vectors are read file by file when reused)."""
     old = VectorIndex.load(index_dir, expected_model=manifest.embedding_model, store=store)
-    by_file: dict[str, list[int]] = {}
+    rows: dict[str, list[int]] = {}
     for i, chunk in enumerate(old.chunks):
-        by_file.setdefault(chunk.source, []).append(i)
-    wanted = [i for rel, rows in by_file.items() if keep(rel) for i in rows]
-    vectors = old.vectors(wanted)
-    position = {row: n for n, row in enumerate(wanted)}
-    rows = {rel: [position[i] for i in rows] for rel, rows in by_file.items() if keep(rel)}
-    chunks = [old.chunks[i] for i in wanted]
-    return rows, chunks, vectors
+        rows.setdefault(chunk.source, []).append(i)
+    return rows, old
+
+
+class VectorSpool:
+    """Float32 rows appended to a file as they are embedded, read back in slices.
+
+    A large build keeps its vectors here rather than in memory until FAISS takes them (the FAISS
+    index is then the only in-memory copy). The file is a .tmp-* entry of the index folder, so an
+    interrupted build's spool is removed by the next one (remove_leftovers).
+    """
+
+    def __init__(self, folder: Path, dimension: int) -> None:
+        self.dimension = dimension
+        self.path = Path(folder) / f"{TMP_PREFIX}vectors-{os.getpid()}-{secrets.token_hex(4)}.f32"
+        self._fh = open(self.path, "w+b")
+        self._rows = 0
+
+    def __enter__(self) -> VectorSpool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close and delete the file."""
+        self._fh.close()
+        self.path.unlink(missing_ok=True)
+
+    def append(self, rows: np.ndarray) -> None:
+        """Add rows at the end."""
+        rows = np.ascontiguousarray(rows, dtype=np.float32)
+        if rows.ndim != 2 or rows.shape[1] != self.dimension:
+            raise ValueError(f"expected rows of dimension {self.dimension}, got shape {rows.shape}")
+        self._fh.seek(0, os.SEEK_END)
+        self._fh.write(rows.tobytes())
+        self._rows += len(rows)
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        self._fh.flush()
+        width = self.dimension * 4
+        data = os.pread(self._fh.fileno(), (stop - start) * width, start * width)
+        return np.frombuffer(data, dtype=np.float32).reshape(-1, self.dimension)
+
+    def __getitem__(self, key: slice | np.ndarray) -> np.ndarray:
+        """Rows of a slice, or of an array of sorted row numbers (read slice by slice)."""
+        if isinstance(key, slice):
+            start, stop, step = key.indices(self._rows)
+            if step != 1:
+                raise ValueError("a spool reads contiguous slices only")
+            return self._read(start, max(start, stop))
+        rows = np.asarray(key, dtype=np.int64)
+        out = np.empty((len(rows), self.dimension), dtype=np.float32)
+        for start in range(0, self._rows, SPOOL_SLICE):
+            lo, hi = np.searchsorted(rows, [start, start + SPOOL_SLICE])
+            if hi > lo:
+                out[lo:hi] = self._read(start, min(start + SPOOL_SLICE, self._rows))[rows[lo:hi] - start]
+        return out
 
 
 def build(
@@ -691,13 +740,13 @@ def _build_locked(
         return base is not None and rel in hashes and old_sources.get(rel) == hashes[rel]
 
     old_rows: dict[str, list[int]] = {}
-    old_chunks: list[Chunk] = []
-    old_vectors = np.zeros((0, 0), dtype=np.float32)
+    old_index: VectorIndex | None = None
     if base is not None and any(reusable(rel) for rel in paths):
-        old_rows, old_chunks, old_vectors = _old_passages(index_dir, base, store, reusable)
+        old_rows, old_index = _old_passages(index_dir, base, store)
 
     reports: list[FileReport] = []
-    fresh: dict[str, list[Document]] = {}  # files read now, in path order
+    # Files read now, chunked at once: a file's documents are dropped as soon as it is chunked.
+    new_chunks: dict[str, list[Chunk]] = {}
     with _progress(len(paths), "files", "file", show_progress) as bar:
         for rel, path in paths.items():
             if reusable(rel):
@@ -713,7 +762,7 @@ def _build_locked(
                     status = "unchanged" if old_sources[rel] == hashes[rel] else "changed"
                 reports.append(replace(reading.report, path=rel, status=status))
                 if status != "skipped":
-                    fresh[rel] = reading.docs
+                    new_chunks[rel] = chunk_documents(reading.docs, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
             bar.update(1)
     reports += [FileReport(path=rel, status="removed") for rel in sorted(set(old_sources) - set(hashes))]
     skipped = [SkippedFile(path=r.path, reason=r.reason) for r in reports if r.status == "skipped"]
@@ -722,49 +771,55 @@ def _build_locked(
         why = summarize_skipped(skipped, limit=3) if skipped else f"no {' or '.join(_suffixes())} files"
         raise SeedsError(f"No usable article in {seeds_dir}/ ({why}). The existing index was left as it was.")
 
-    # New passages are chunked and embedded together (one progress bar), then put in file order.
-    new_chunks = {
-        rel: chunk_documents(items, chunk_size=chunk_size, chunk_overlap=chunk_overlap) for rel, items in fresh.items()
-    }
-    texts = [passage_text(c) for chunks in new_chunks.values() for c in chunks]
-    new_vectors = embed_passages(embedder, texts, show_progress=show_progress)
-    dimension = base.dimension if base is not None and not texts else embedder.dimension
-
+    # Rows in file order: stored vectors of unchanged files copied, new passages embedded in full
+    # batches across files; all of them go through a spool on disk, not a list of arrays, so the
+    # store's own copy is the only one in memory.
+    embedded = sum(len(c) for c in new_chunks.values())
+    dimension = base.dimension if base is not None and not embedded else embedder.dimension
     chunks: list[Chunk] = []
-    parts: list[np.ndarray] = []
-    offset = 0
-    for rel in paths:
-        if rel in new_chunks:
-            n = len(new_chunks[rel])
-            if n:
-                chunks += new_chunks[rel]
-                parts.append(new_vectors[offset : offset + n])
-                offset += n
-        elif rows := old_rows.get(rel) if reusable(rel) else None:
-            chunks += [old_chunks[i] for i in rows]
-            parts.append(old_vectors[rows])
-    vectors = np.concatenate(parts) if parts else np.zeros((0, dimension), dtype=np.float32)
+    with VectorSpool(index_dir, dimension) as spool:
+        with _progress(embedded, "passages", "passage", show_progress) as bar:
+            pending: list[Chunk] = []
 
-    manifest = Manifest(
-        embedding_model=embedder.model_id,
-        dimension=dimension,
-        chunk_size=chunk_size,
-        chunk_overlap=chunk_overlap,
-        separators=JAPANESE_SEPARATORS,
-        # Skipped files are hashed too, so fixing one makes the index stale and it is read next time.
-        sources=hashes,
-        docs=docs,
-        chunks=len(chunks),
-        skipped={s.path: s.reason for s in skipped},
-        created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        reader=reader_fingerprint(),
-        files={
-            r.path: {"articles": r.articles, "kept_chars": r.kept_chars, "dropped_chars": r.dropped_chars}
-            for r in reports
-            if r.status != "removed"
-        },
-    )
-    _publish(index_dir, VectorIndex.from_vectors(manifest, chunks, vectors, store=store), store)
+            def embed_pending() -> None:
+                if pending:
+                    spool.append(embedder.embed_passages([passage_text(c) for c in pending]))
+                    bar.update(len(pending))
+                    pending.clear()
+
+            for rel in paths:
+                if rel in new_chunks:
+                    for chunk in new_chunks.pop(rel):
+                        chunks.append(chunk)
+                        pending.append(chunk)
+                        if len(pending) == EMBED_BATCH:
+                            embed_pending()
+                elif old_index is not None and (rows := old_rows.get(rel) if reusable(rel) else None):
+                    embed_pending()
+                    chunks += [old_index.chunks[i] for i in rows]
+                    spool.append(old_index.vectors(rows))
+            embed_pending()
+        old_index = None  # its vectors are freed before the new index takes its copy
+        manifest = Manifest(
+            embedding_model=embedder.model_id,
+            dimension=dimension,
+            chunk_size=chunk_size,
+            chunk_overlap=chunk_overlap,
+            separators=JAPANESE_SEPARATORS,
+            # Skipped files are hashed too, so fixing one makes the index stale and it is read next time.
+            sources=hashes,
+            docs=docs,
+            chunks=len(chunks),
+            skipped={s.path: s.reason for s in skipped},
+            created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            reader=reader_fingerprint(),
+            files={
+                r.path: {"articles": r.articles, "kept_chars": r.kept_chars, "dropped_chars": r.dropped_chars}
+                for r in reports
+                if r.status != "removed"
+            },
+        )
+        _publish(index_dir, VectorIndex.from_vectors(manifest, chunks, spool, store=store), store)
     return BuildReport(
         index_dir=str(index_dir),
         docs=docs,
@@ -772,7 +827,7 @@ def _build_locked(
         seconds=time.perf_counter() - started,
         skipped=skipped,
         files=reports,
-        embedded=len(texts),
+        embedded=embedded,
     )
 
 

@@ -6,13 +6,16 @@ morphological tokens (lemmas of content words) make exact names and numbers find
 
 from __future__ import annotations
 
+import csv
 import unicodedata
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 # Grammar, not content: particles, auxiliaries, symbols and blanks are left out of the index.
 _SKIP_POS = {"助詞", "助動詞", "補助記号", "記号", "空白"}
+_LEMMA = 7  # index of the lemma in a unidic feature row
 
 
 @lru_cache(maxsize=1)
@@ -26,10 +29,13 @@ def tokenize(text: str) -> list[str]:
     """Content-word lemmas (surface form when there is no lemma), NFKC and lower-cased."""
     tokens = []
     for word in _tagger()(unicodedata.normalize("NFKC", text)):
-        feature = word.feature
-        if getattr(feature, "pos1", None) in _SKIP_POS:
+        # The raw CSV, not word.feature: building that named tuple for every word took 60% of the
+        # time of a large build's BM25 step. Fields: pos1 first, lemma eighth (unidic).
+        raw = word.feature_raw
+        fields = next(csv.reader([raw])) if '"' in raw else raw.split(",")
+        if fields[0] in _SKIP_POS:
             continue
-        lemma = getattr(feature, "lemma", None)
+        lemma = fields[_LEMMA] if len(fields) > _LEMMA else None
         # unidic lemmas of katakana loanwords carry the English origin ("ロシア-Russia"): keep the reading.
         token = word.surface if not lemma or "-" in lemma else lemma
         tokens.append(token.lower())
@@ -44,8 +50,8 @@ class BM25Index:
         self._vocab: dict[str, int] = model.vocab_dict
 
     @classmethod
-    def build(cls, texts: list[str]) -> BM25Index:
-        """Tokenize and index the texts (row i of the index is texts[i])."""
+    def build(cls, texts: Iterable[str]) -> BM25Index:
+        """Tokenize and index the texts (row i of the index is the i-th text); texts may be a generator."""
         import bm25s
 
         model = bm25s.BM25()

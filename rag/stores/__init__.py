@@ -44,6 +44,14 @@ def short(exc: BaseException) -> str:
     return text if len(text) <= _REASON_CHARS else text[:_REASON_CHARS] + "…"
 
 
+class Rows(Protocol):
+    """A float32 matrix in memory (numpy) or on disk (rag.index.VectorSpool): len() rows, read by slices."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, key: Any) -> np.ndarray: ...
+
+
 class VectorSet(Protocol):
     """The vectors of one index version: row i is the vector of chunk i (inner product = cosine)."""
 
@@ -76,8 +84,11 @@ class VectorStore(Protocol):
 
     kind: str  # recorded in each manifest ("faiss", "qdrant"): loading with another store fails loudly
 
-    def prepare(self, vectors: np.ndarray, dimension: int, *, approx_threshold: int | None = None) -> VectorSet:
-        """A set holding `vectors` (row-aligned with the chunks), stored for good by its write()."""
+    def prepare(self, vectors: Rows, dimension: int, *, approx_threshold: int | None = None) -> VectorSet:
+        """A set holding `vectors` (row-aligned with the chunks), stored for good by its write().
+
+        `vectors` may be rows on disk, readable until write() returns: read them slice by slice.
+        """
         ...
 
     def open(self, folder: Path, manifest: Manifest) -> VectorSet:

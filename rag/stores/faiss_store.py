@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rag.stores import damaged
+from rag.stores import Rows, damaged
 
 if TYPE_CHECKING:
     from rag.index import Manifest
@@ -27,6 +27,7 @@ APPROX_THRESHOLD = 50_000
 NPROBE = 32  # lists scanned per query: recall@10 against exact 0.98 at 100k, 0.975 at 1M (bench/scale.py)
 IVF_TRAIN_PER_LIST = 40  # k-means training points per list (faiss warns below 39)
 FLAT = "Flat"
+ADD_SLICE = 16_384  # rows added to FAISS at a time
 
 
 def ivf_lists(n: int) -> int:
@@ -43,8 +44,17 @@ def ivf_lists_of(vector_index: str) -> int:
     return int(found.group(1)) if found else 0
 
 
-def make_faiss_index(vectors: np.ndarray, dimension: int, *, approx_threshold: int | None = None) -> tuple[Any, str, int]:
+def _add_in_slices(index: Any, vectors: Rows) -> None:
+    """Add the rows slice by slice, so spooled rows are never read into memory all at once."""
+    for start in range(0, len(vectors), ADD_SLICE):
+        index.add(np.ascontiguousarray(vectors[start : start + ADD_SLICE], dtype=np.float32))
+
+
+def make_faiss_index(vectors: Rows, dimension: int, *, approx_threshold: int | None = None) -> tuple[Any, str, int]:
     """A FAISS inner-product index holding vectors: exact up to approx_threshold rows, IVF above.
+
+    vectors may be a matrix or rows on disk (rag.index.VectorSpool), read in slices: then the FAISS
+    index is the only copy of the vectors in memory.
 
     Returns (index, its index_factory string, nprobe). The IVF index keeps the full vectors (no
     compression) and a direct map, so vectors() reads them back exactly for the next incremental
@@ -54,12 +64,12 @@ def make_faiss_index(vectors: np.ndarray, dimension: int, *, approx_threshold: i
     import faiss
 
     threshold = APPROX_THRESHOLD if approx_threshold is None else approx_threshold
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if isinstance(vectors, np.ndarray):
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     n = len(vectors)
     if n <= threshold:
         index = faiss.IndexFlatIP(dimension)
-        if n:
-            index.add(vectors)
+        _add_in_slices(index, vectors)
         return index, FLAT, 0
     lists = ivf_lists(n)
     kind = f"IVF{lists},Flat"
@@ -68,8 +78,8 @@ def make_faiss_index(vectors: np.ndarray, dimension: int, *, approx_threshold: i
     rows = np.sort(np.random.default_rng(0).choice(n, size=sample, replace=False)) if sample < n else slice(None)
     ivf = faiss.extract_index_ivf(index)
     ivf.cp.seed = 1234
-    index.train(vectors[rows])
-    index.add(vectors)
+    index.train(np.ascontiguousarray(vectors[rows], dtype=np.float32))
+    _add_in_slices(index, vectors)
     ivf.make_direct_map()
     nprobe = min(NPROBE, lists)
     ivf.nprobe = nprobe
@@ -104,8 +114,15 @@ class FaissVectors:
         n = len(self)
         if n == 0:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        every = np.asarray(self.index.reconstruct_n(0, n), dtype=np.float32)
-        return every if rows is None else every[list(rows)]
+        if rows is None:
+            return np.asarray(self.index.reconstruct_n(0, n), dtype=np.float32)
+        rows = [int(r) for r in rows]
+        out = np.empty((len(rows), self.dimension), dtype=np.float32)
+        at = 0
+        for start, stop in _runs(rows):  # a file's rows are contiguous: read them as a few runs, not all rows
+            out[at : at + stop - start] = self.index.reconstruct_n(start, stop - start)
+            at += stop - start
+        return out
 
     def write(self, folder: Path, version: str, chunks: Sequence[Chunk] = ()) -> None:
         """Write vectors.faiss into the version folder."""
@@ -123,7 +140,7 @@ class FaissStore:
 
     kind = "faiss"
 
-    def prepare(self, vectors: np.ndarray, dimension: int, *, approx_threshold: int | None = None) -> FaissVectors:
+    def prepare(self, vectors: Rows, dimension: int, *, approx_threshold: int | None = None) -> FaissVectors:
         """Build the FAISS index (exact or IVF by size) for the vectors."""
         index, kind, nprobe = make_faiss_index(vectors, dimension, approx_threshold=approx_threshold)
         return FaissVectors(index, kind=kind, nprobe=nprobe)
@@ -167,3 +184,14 @@ def _check_kind(faiss_index: Any, manifest: Manifest, path: Path) -> None:
         raise damaged(path, f"is not the {manifest.vector_index!r} index its manifest records")
     if ivf is not None:
         ivf.nprobe = max(1, manifest.nprobe)
+
+
+def _runs(rows: list[int]) -> list[tuple[int, int]]:
+    """(start, stop) runs of consecutive row numbers, in the given order."""
+    runs: list[tuple[int, int]] = []
+    for r in rows:
+        if runs and runs[-1][1] == r:
+            runs[-1] = (runs[-1][0], r + 1)
+        else:
+            runs.append((r, r + 1))
+    return runs

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from rag.errors import VectorStoreError
-from rag.stores import damaged, short
+from rag.stores import Rows, damaged, short
 from rag.stores.faiss_store import APPROX_THRESHOLD
 
 if TYPE_CHECKING:
@@ -164,10 +164,11 @@ class QdrantStore:
 
     # ---- the VectorStore protocol ----
 
-    def prepare(self, vectors: np.ndarray, dimension: int, *, approx_threshold: int | None = None) -> QdrantVectors:
+    def prepare(self, vectors: Rows, dimension: int, *, approx_threshold: int | None = None) -> QdrantVectors:
         """Vectors not yet in Qdrant: write() uploads them as the version's collection."""
         threshold = self.approx_threshold if approx_threshold is None else approx_threshold
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, dimension)
+        if isinstance(vectors, np.ndarray):
+            vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, dimension)
         return QdrantVectors(self, dimension, pending=vectors, exact=len(vectors) <= threshold)
 
     def open(self, folder: Path, manifest: Manifest) -> QdrantVectors:
@@ -205,7 +206,7 @@ class QdrantVectors:
         store: QdrantStore,
         dimension: int,
         *,
-        pending: np.ndarray | None = None,
+        pending: Rows | None = None,
         collection: str = "",
         exact: bool = True,
     ) -> None:
@@ -254,7 +255,7 @@ class QdrantVectors:
         if k <= 0:
             return [[] for _ in range(len(queries))]
         if self._pending is not None:  # not uploaded yet: the same exact inner products, in memory
-            scores = queries @ self._pending.T
+            scores = queries @ self._pending[0 : self.count].T
             order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
             return [[(int(i), float(row[i])) for i in ids] for row, ids in zip(scores, order, strict=True)]
         from qdrant_client import models
@@ -273,7 +274,7 @@ class QdrantVectors:
         """Stored vectors of `rows` (all when None), read back from the collection for an incremental build."""
         wanted = list(range(self.count)) if rows is None else [int(r) for r in rows]
         if self._pending is not None:
-            return self._pending[wanted]
+            return self._pending[0 : self.count][wanted]
         out = np.zeros((len(wanted), self.dimension), dtype=np.float32)
         name = self.collection
         for start in range(0, len(wanted), RETRIEVE_BATCH):
