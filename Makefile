@@ -26,7 +26,7 @@ LLAMA_PATCH := build/llama-cpu-variant-list.patch
 LLAMA_KEY := $(shell (echo '$(LLAMA_CMAKE_ARGS)'; cat $(LLAMA_PATCH)) | sha256sum | cut -c1-10)
 LLAMA_WHEELS := $(HOME)/.cache/kiji-qa/llama-cpp-python-$(LLAMA_VERSION)-cpu-variants-$(LLAMA_KEY)
 
-.PHONY: install models index run test test-fast lint bench bench-baseline clean-index
+.PHONY: install models index run test test-fast lint bench bench-baseline clean-index browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,7 +62,17 @@ index: models
 run: index
 	$(BIN)/rag serve --host $(HOST) --port $(PORT)
 
-test: install
+# The browser test (tests/test_browser.py) drives Debian's Chromium through its chromedriver.
+# Installed only when missing, non-interactively; sudo only when not already root.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; else \
+		echo "Installing chromium and chromium-driver (Debian packages) for the browser test..."; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	fi
+
+test: install browser
 	$(BIN)/rag models qwen2.5-coder-1.5b
 	$(BIN)/python -m pytest
 

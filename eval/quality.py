@@ -79,11 +79,24 @@ def _corpus(name: str, settings: Settings, embedder: object, cache: Path) -> tup
         return index, items
 
 
+def _done_qids(path: Path) -> set[str]:
+    """Questions already answered in a previous, interrupted run (complete lines only)."""
+    done = set()
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                done.add(json.loads(line)["qid"])
+            except (ValueError, KeyError):
+                continue
+    return done
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sets", nargs="+", choices=SETS)
     parser.add_argument("--limit", type=int, default=None, help="questions per set, spread evenly")
     parser.add_argument("--out", default="eval/out/quality")
+    parser.add_argument("--resume", action="store_true", help="keep OUT/SET.jsonl and ask only the questions not in it")
     args = parser.parse_args()
     settings = Settings.from_env()
     out = Path(args.out)
@@ -96,7 +109,10 @@ def main() -> None:
         pipe = RagPipeline(Retriever(index, embedder, mode=settings.retrieval_mode), generator, settings=settings)
         scored, started = [], time.perf_counter()
         # One line per question as soon as it is answered: a run cut short still leaves its records.
-        sink = open(out / f"{name}.jsonl", "w", encoding="utf-8")
+        path = out / f"{name}.jsonl"
+        done = _done_qids(path) if args.resume else set()
+        items = [item for item in items if item.qid not in done]
+        sink = open(path, "a" if args.resume else "w", encoding="utf-8")
         for n, item in enumerate(items, start=1):
             answer = pipe.ask(item.question, history=item.history)
             rec = ev.score_answer(item, answer)

@@ -61,7 +61,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="+", type=Path)
     parser.add_argument("--show", choices=["refused", "wrong", "all"])
+    parser.add_argument(
+        "--answerability", choices=["on", "off"], default="on", help="off: score without the fitted decision"
+    )
     args = parser.parse_args()
+    if args.answerability == "off":
+        from rag import answerability
+
+        answerability.THRESHOLD = answerability.THRESHOLD_NO_LOGPROBS = 0.0
     for path in args.files:
         records = load_records(path)
         scored = []

@@ -9,11 +9,13 @@
 
 from rag.config import Settings
 from rag.errors import (
+    BusyError,
     IndexBusyError,
     IndexCorruptError,
     IndexMismatchError,
     IndexNotBuiltError,
     ModelError,
+    QuestionError,
     RagError,
     SeedsError,
     UploadError,
@@ -26,6 +28,7 @@ __all__ = [
     "Answer",
     "AnswerStream",
     "BuildReport",
+    "BusyError",
     "Chunk",
     "Citation",
     "Document",
@@ -36,6 +39,7 @@ __all__ = [
     "IndexMismatchError",
     "IndexNotBuiltError",
     "ModelError",
+    "QuestionError",
     "RagError",
     "RagPipeline",
     "SeedsError",

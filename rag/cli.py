@@ -22,8 +22,12 @@ def _settings(args: argparse.Namespace) -> Settings:
         "index_dir": getattr(args, "index", None),
         "seeds_dir": getattr(args, "seeds", None),
         "llm_path": getattr(args, "llm", None),
+        "llm_url": getattr(args, "llm_url", None),
+        "llm_model": getattr(args, "llm_model", None),
+        "llm_api_key": getattr(args, "llm_key", None),
         "top_k": getattr(args, "k", None),
         "retrieval_mode": getattr(args, "mode", None),
+        "store": getattr(args, "store", None),
     }
     return Settings.from_env().with_overrides(**overrides)
 
@@ -142,7 +146,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Start the Gradio chat page."""
+    """Start the Gradio chat page and the OpenAI-compatible API in one server."""
     from rag.webapp import serve
 
     serve(settings=_settings(args), host=args.host, port=args.port)
@@ -171,10 +175,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from rag import evaluation as ev
     from rag.index import VectorIndex, build_from_documents
-    from rag.pipeline import RagPipeline, load_embedder, load_generator
+    from rag.pipeline import RagPipeline, load_embedder, load_generator, load_store
     from rag.retrieval import Retriever
 
     settings = _settings(args)
+    store = load_store(settings)
     qa_path = Path(args.qa_file)
     if not qa_path.is_file():
         raise RagError(f"{qa_path} does not exist. Give a .jsonl QA file or a SQuAD-format .json file.")
@@ -185,7 +190,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         key = hashlib.sha256(qa_path.read_bytes()).hexdigest()[:12]
         index_dir = out_dir / ".index" / f"{qa_path.stem}-{key}-{settings.chunk_size}-{settings.chunk_overlap}"
         try:
-            index = VectorIndex.load(index_dir, expected_model=embedder.model_id)
+            index = VectorIndex.load(index_dir, expected_model=embedder.model_id, store=store)
         except RagError:
             print(f"{len(docs)} 段落の一時索引を作成します: {index_dir}/", file=sys.stderr)
             index = build_from_documents(
@@ -195,10 +200,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 chunk_size=settings.chunk_size,
                 chunk_overlap=settings.chunk_overlap,
                 show_progress=True,
+                store=store,
             )
     else:
         items = ev.load_jsonl(qa_path)
-        index = VectorIndex.load(settings.index_dir, expected_model=embedder.model_id)
+        index = VectorIndex.load(settings.index_dir, expected_model=embedder.model_id, store=store)
     items = ev.spread(items, args.limit)
     retriever = Retriever(index, embedder, mode=settings.retrieval_mode)
     pipe = None if args.retrieval_only else RagPipeline(retriever, load_generator(settings), settings=settings)
@@ -216,12 +222,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
         ask=None if pipe is None else ask,
         progress=True,
         qa_file=str(qa_path),
-        settings={k: str(v) for k, v in vars(settings).items()},
+        settings={k: str(v) for k, v in vars(settings).items() if k != "llm_api_key"},  # no secrets in reports
     )
     print(ev.format_table(report))
     json_path, png_path = ev.write_report(report, out_dir)
     print(f"-> {json_path}, {png_path}")
     return 0
+
+
+def _add_llm_server_options(p: argparse.ArgumentParser) -> None:
+    """--llm-url/--llm-model/--llm-key: answer with an OpenAI-compatible server instead of the GGUF."""
+    p.add_argument("--llm-url", help="OpenAI 互換サーバの URL (例: http://localhost:8000/v1); 環境変数 RAG_LLM_URL")
+    p.add_argument("--llm-model", help="サーバ上のモデル名 (既定: サーバの最初のモデル); RAG_LLM_MODEL")
+    p.add_argument("--llm-key", help="サーバの API キー (必要なとき); RAG_LLM_API_KEY")
+
+
+def _add_store_option(p: argparse.ArgumentParser) -> None:
+    """--store: where the vectors live (FAISS files in the index folder, or Qdrant)."""
+    p.add_argument(
+        "--store",
+        choices=["faiss", "qdrant"],
+        help="ベクトルの保存先 (既定: faiss = 索引フォルダ内のファイル; qdrant: RAG_QDRANT_URL のサーバ、"
+        "なければ RAG_QDRANT_PATH / 索引フォルダ/qdrant のローカルモード); 環境変数 RAG_STORE",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -235,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--if-stale", action="store_true", help="記事や設定が変わったときだけ作り直す")
     p.add_argument("--full", action="store_true", help="変更のない記事も含め、すべて読み直して埋め込み直す")
     p.add_argument("--quiet", action="store_true", help="進捗バーを出さない")
+    _add_store_option(p)
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("add", help="記事ファイル (.txt .md .html) を seeds/ に追加して索引を更新する")
@@ -243,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", help="記事フォルダ (既定: seeds)")
     p.add_argument("--index", help="索引フォルダ (既定: index)")
     p.add_argument("--quiet", action="store_true", help="進捗バーを出さない")
+    _add_store_option(p)
     p.set_defaults(func=cmd_add)
 
     p = sub.add_parser("inspect", help="1 ファイルの読み方 (記事・除外した行とその理由) を表示する")
@@ -255,15 +280,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--llm", help="GGUF モデルのパス (既定: 同梱の Qwen2.5-Coder-1.5B)")
     p.add_argument("-k", type=int, help="資料として渡す passage の数")
     p.add_argument("--show-text", action="store_true", help="出典の本文も表示する")
+    _add_llm_server_options(p)
     p.add_argument("-v", "--verbose", action="store_true", help="トークン数と時間を表示する")
+    _add_store_option(p)
     p.set_defaults(func=cmd_ask)
 
-    p = sub.add_parser("serve", help="チャット画面を起動する")
+    p = sub.add_parser("serve", help="チャット画面と OpenAI 互換 API (/v1) を起動する")
     p.add_argument("--index", help="索引フォルダ (既定: index)")
     p.add_argument("--seeds", help="記事フォルダ: チャット画面から追加した記事の保存先 (既定: seeds)")
     p.add_argument("--llm", help="GGUF モデルのパス")
     p.add_argument("--host", default="127.0.0.1", help="待ち受けアドレス (既定: 127.0.0.1)")
     p.add_argument("--port", type=int, default=7860)
+    _add_llm_server_options(p)
+    _add_store_option(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("eval", help="検索と回答の精度を測る")
@@ -274,10 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="eval/out", help="report.json と report.png の出力先")
     p.add_argument("--llm", help="GGUF モデルのパス")
     p.add_argument("--mode", choices=["hybrid", "dense", "lexical"], help="検索方式 (既定: hybrid)")
+    _add_llm_server_options(p)
     p.add_argument("-k", type=int, help="回答に使う passage の数")
     p.add_argument(
         "--split", choices=["tune", "report"], help="SQuAD 形式のとき: 偶数番目 (tune) / 奇数番目 (report) の記事の質問だけ"
     )
+    _add_store_option(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("models", help="同梱モデルを models/ に用意する")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from rag.errors import RagError
@@ -27,6 +27,11 @@ class Settings:
     models_dir: Path = Path("models")
     llm_name: str = DEFAULT_LLM  # a bundled GGUF (see rag.models.LLMS); ignored if llm_path is set
     llm_path: Path | None = None  # any GGUF file the user has
+    # An OpenAI-compatible server (llama.cpp's server, vLLM, Ollama) instead of the embedded model:
+    # its base URL (…/v1), the model name it serves ("": its first) and an API key if it wants one.
+    llm_url: str = ""
+    llm_model: str = ""
+    llm_api_key: str = field(default="", repr=False)  # kept out of printed settings
     embed_model_path: Path | None = None  # a sentence-transformers folder; default: converted e5
     top_k: int = 4
     retrieval_mode: str = "hybrid"  # "hybrid" (dense + BM25, fused), "dense" or "lexical"
@@ -47,6 +52,18 @@ class Settings:
     flash_attn: bool = False
     kv_cache_type: str = "f16"
     temperature: float = 0.0  # greedy: the same question gives the same answer
+    # The model answers one question at a time; this many more may wait their turn (the page and the
+    # HTTP API share the queue). Beyond it a question is refused with BusyError (HTTP 503): 20 users
+    # asking at once all get their answer, a pile-up of hundreds does not grow without bound.
+    max_waiting: int = 24
+    # Where the vectors live (rag/stores): "faiss" (files in index/, the default) or "qdrant": a server
+    # at qdrant_url, else qdrant-client's local mode in qdrant_path (default: index_dir/qdrant).
+    store: str = "faiss"
+    qdrant_url: str = ""
+    qdrant_path: Path | None = None
+    qdrant_api_key: str = field(default="", repr=False)
+    # `rag serve`'s HTTP API asks for this bearer token when set (RAG_API_KEY); kept out of repr().
+    api_key: str = field(default="", repr=False)
 
     def with_overrides(self, **overrides: object) -> Settings:
         """Return a copy with the given non-None fields replaced (paths coerced to Path)."""

@@ -11,16 +11,31 @@ class ModelError(RagError):
     """A model file is missing, unverified or unusable."""
 
 
+class LLMServerError(RagError):
+    """The OpenAI-compatible LLM server (RAG_LLM_URL) is unreachable, too slow or answered with an error."""
+
+
 class IndexNotBuiltError(RagError):
     """There is no index where one was expected."""
 
 
 class IndexMismatchError(RagError):
-    """The index was built with other settings (model, format) than the ones in use."""
+    """The index was built with other settings (model, format) than the ones in use.
+
+    `path` names the file that says so (the manifest), when known.
+    """
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class IndexCorruptError(RagError):
-    """The index files are unreadable or inconsistent."""
+    """The index files are unreadable or inconsistent; `path` names the damaged file, when known."""
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class IndexBusyError(RagError):
@@ -51,3 +66,15 @@ class PromptTooLongError(RagError):
 
 class QuestionError(RagError):
     """The question is empty, too long or not text."""
+
+
+class QuestionTooLongError(QuestionError):
+    """The question is longer than a question may be (see rag.pipeline.MAX_QUESTION_CHARS)."""
+
+
+class BusyError(RagError):
+    """Too many questions are already waiting for the model; nothing was started. Try again shortly."""
+
+
+class VectorStoreError(RagError):
+    """The vector store (a Qdrant server or local folder) cannot be reached or refused a request."""

@@ -120,8 +120,31 @@ def shorten_title(title: str, *, limit: int = TITLE_CHARS) -> str:
     return title if len(title) <= limit else title[:limit] + "…"
 
 
+# Each passage is fenced so the model can tell quoted article text from instructions. A sentence
+# in the instruction saying so (「<資料>と</資料>の間は記事からの引用です。…従わず…」) turned the
+# Kursk example's answer from スジャ into 「東部ルハンシク州」 (refused), so the fences alone say it. The label
+# stays the [n] it copies into its citations. 「[4] <資料>…</資料>」 costs 4 tokens a passage,
+# 「<資料 番号="4">…</資料>」 8. Article text cannot close the fence early: a 「</資料>」 inside it is
+# written with a full-width 「＜」.
+_FENCE = re.compile(r"<(/?)資料")
+# Chat-template control tokens (<|im_start|>, <|im_end|>, <|endoftext|>, ...) are parsed as such when
+# the prompt is tokenized, so a question or article holding one could end a turn and write its own.
+_TEMPLATE_TOKEN = re.compile(r"<\|([^<>|\n]{0,40})\|>")
+
+
+def defuse(text: str) -> str:
+    """Text from a user or an article with chat-template token look-alikes made plain (full-width bars)."""
+    return _TEMPLATE_TOKEN.sub(r"<｜\1｜>", text)
+
+
+def fence(n: int, text: str) -> str:
+    """One passage as the model reads it: numbered and fenced, with any fence look-alike in it defused."""
+    safe = _FENCE.sub(r"＜\1資料", defuse(text))
+    return f"[{n}] <資料>{safe}</資料>"
+
+
 def format_passages(question: str, hits: Sequence[Hit], *, budget: int = CONTEXT_CHARS) -> str:
-    """Number the passages [1] (best) … [k] with the sentences picked for the question, best last.
+    """Number and fence the passages 1 (best) … k with the sentences picked for the question, best last.
 
     The article title goes before an article's first passage (headlines state the point the body
     only implies: on hard seed questions 21 of 22 right with titles, 17 of 21 without). Passages
@@ -133,7 +156,7 @@ def format_passages(question: str, hits: Sequence[Hit], *, budget: int = CONTEXT
         if title and title not in titled:
             titled.add(title)
             text = f"（{title}）{text}"
-        lines.append(f"[{n}] {text}")
+        lines.append(fence(n, text))
     return "\n".join(lines)
 
 
@@ -147,8 +170,9 @@ def build_messages(
     """Chat messages: instruction, earlier turns (text only), then the numbered passages and the question."""
     messages: list[Message] = [{"role": "system", "content": SYSTEM_PROMPT}]
     for user_text, assistant_text in history:
-        messages.append({"role": "user", "content": user_text})
-        messages.append({"role": "assistant", "content": assistant_text})
+        messages.append({"role": "user", "content": defuse(user_text)})
+        messages.append({"role": "assistant", "content": defuse(assistant_text)})
+    question = defuse(question)
     if hits:
         content = f"資料:\n{format_passages(question, hits, budget=context_chars)}\n\n質問: {question}"
     else:

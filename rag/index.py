@@ -1,4 +1,4 @@
-"""The on-disk index: manifest + FAISS vectors + chunk store + BM25. Build (incremental), save (crash-safe), load.
+"""The on-disk index: manifest + vectors + chunk store + BM25. Build (incremental), save (crash-safe), load.
 
 Layout of an index folder::
 
@@ -6,6 +6,11 @@ Layout of an index folder::
     index/v-<time>-<hex>/  manifest.json, vectors.faiss, chunks.jsonl, bm25/  (never modified once named)
     index/.tmp-*           a build in progress, or the leftovers of one that was killed
     index/.lock            held by the one build allowed at a time
+    index/qdrant/          with `--store qdrant` in local mode: the collections (one per version)
+
+The vectors go to a VectorStore (rag/stores): FAISS writes vectors.faiss into the version folder;
+Qdrant keeps one collection per version, named after it and written completely before CURRENT
+names the version, dropped when the version folder is removed.
 
 A build writes a whole new version under `.tmp-…`, renames it to `v-…`, then replaces CURRENT.
 Each step is atomic, so at every instant CURRENT names either the old or the new complete index.
@@ -37,20 +42,23 @@ from rag.embedding import Embedder
 from rag.errors import IndexBusyError, IndexCorruptError, IndexMismatchError, IndexNotBuiltError, SeedsError
 from rag.files import TMP_PREFIX, atomic_write_text, fsync_dir, fsync_tree, sha256_file
 from rag.lexical import BM25Index
+from rag.stores import REBUILD_HINT, VectorSet, VectorStore, damaged, short
+from rag.stores.faiss_store import FLAT, VECTORS, FaissStore
 from rag.types import BuildReport, Chunk, Document, FileReport, SkippedFile
 
 # Bump when the files or their meaning change; an index of another version is rebuilt, not guessed at.
 FORMAT_VERSION = 3  # 2: BM25 index beside the vectors; 3: per-file reports and reader fingerprint (incremental)
 READABLE_VERSIONS = (2, 3)  # 2 is read as it is and fully rebuilt by the next build
 MANIFEST = "manifest.json"
-VECTORS = "vectors.faiss"
 CHUNKS = "chunks.jsonl"
 LEXICAL = "bm25"
 CURRENT = "CURRENT"
 LOCK = ".lock"
 VERSION_PREFIX = "v-"
 _VERSION_NAME = re.compile(r"^v-[0-9TZ.-]+-[0-9a-f]+$")
+_VERSION_IN = re.compile(r"v-[0-9TZ.-]+-[0-9a-f]+$")
 LOCK_TIMEOUT = 600.0  # seconds a build waits for another one before giving up with IndexBusyError
+SPOOL_SLICE = 16_384  # spooled rows read back at a time (24 MB of 384-d vectors)
 EMBED_BATCH = 128  # passages per embedding call: the progress bar moves at this step
 
 # The modules that decide which passages a file gives. Their source is fingerprinted into the
@@ -86,57 +94,72 @@ class Manifest:
     reader: str = ""  # reader_fingerprint() of the build; "" for indexes not built from a seeds folder
     # file -> {"articles", "kept_chars", "dropped_chars"}: an unchanged file's report without re-reading it
     files: dict[str, dict[str, int]] = field(default_factory=dict)
+    # The FAISS index kind as a faiss.index_factory string ("Flat": exact; "IVF<lists>,Flat": approximate)
+    # and, for IVF, how many lists a query scans. Indexes written before these fields were exact.
+    vector_index: str = FLAT
+    nprobe: int = 0
+    # Where the vectors are (rag/stores): "faiss" (vectors.faiss in this folder) or "qdrant" (the
+    # collection named here). Indexes written before these fields keep theirs in FAISS.
+    store: str = FaissStore.kind
+    collection: str = ""
 
 
 class VectorIndex:
-    """Chunks and their normalized vectors in a FAISS inner-product index (= cosine similarity)."""
+    """Chunks, their normalized vectors (inner product = cosine) in a vector store, and BM25 over the same chunks."""
 
-    def __init__(self, manifest: Manifest, chunks: list[Chunk], faiss_index: object, lexical: BM25Index) -> None:
+    def __init__(
+        self,
+        manifest: Manifest,
+        chunks: list[Chunk],
+        vectors: VectorSet,
+        lexical: BM25Index,
+        *,
+        store: VectorStore | None = None,
+    ) -> None:
         self.manifest = manifest
         self.chunks = chunks
-        self._faiss = faiss_index
+        self._vectors = vectors
         self.lexical = lexical
+        self.store: VectorStore = store or FaissStore()  # where a reload or the next build finds the vectors
         # Where it was loaded from and which version: a pipeline compares them with CURRENT to reload.
         self.source_dir: Path | None = None
         self.stamp: str | None = None
 
     @classmethod
-    def from_vectors(cls, manifest: Manifest, chunks: list[Chunk], vectors: np.ndarray) -> VectorIndex:
-        """Build the FAISS index for vectors row-aligned with chunks."""
-        import faiss
-
-        index = faiss.IndexFlatIP(manifest.dimension)
-        if len(vectors):
-            index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-        return cls(manifest, chunks, index, BM25Index.build([passage_text(c) for c in chunks]))
+    def from_vectors(
+        cls,
+        manifest: Manifest,
+        chunks: list[Chunk],
+        vectors: np.ndarray | VectorSpool,
+        *,
+        approx_threshold: int | None = None,
+        store: VectorStore | None = None,
+    ) -> VectorIndex:
+        """An index of vectors row-aligned with chunks, kept by `store` (default FAISS) once saved."""
+        store = store or FaissStore()
+        prepared = store.prepare(vectors, manifest.dimension, approx_threshold=approx_threshold)
+        lexical = BM25Index.build(passage_text(c) for c in chunks)
+        return cls(replace(manifest, **prepared.describe()), chunks, prepared, lexical, store=store)
 
     def __len__(self) -> int:
         return len(self.chunks)
 
-    def vectors(self) -> np.ndarray:
-        """All stored vectors, row i for chunk i (read back from FAISS; a flat index keeps them exactly)."""
-        n = int(self._faiss.ntotal)
-        if n == 0:
-            return np.zeros((0, self.manifest.dimension), dtype=np.float32)
-        return np.asarray(self._faiss.reconstruct_n(0, n), dtype=np.float32)
+    def vectors(self, rows: list[int] | None = None) -> np.ndarray:
+        """Stored vectors of `rows` (all when None), row i for chunk i, exactly as they were added."""
+        return self._vectors.vectors(rows)
 
     def search(self, query_vectors: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
         """For each query vector, up to k (chunk position, cosine score), best first."""
         k = min(k, len(self.chunks))
         if k <= 0:
             return [[] for _ in range(len(query_vectors))]
-        scores, ids = self._faiss.search(np.ascontiguousarray(query_vectors, dtype=np.float32), k)
-        return [
-            [(int(i), float(s)) for i, s in zip(row_ids, row_scores, strict=True) if i >= 0]
-            for row_ids, row_scores in zip(ids, scores, strict=True)
-        ]
+        return self._vectors.search(query_vectors, k)
 
-    def write(self, folder: Path) -> None:
-        """Write the index files into an empty folder; the manifest goes last and marks it complete."""
-        import faiss
-
+    def write(self, folder: Path, version: str = "") -> None:
+        """Write the index into an empty folder (its vectors to the store); the manifest goes last and marks it complete."""
         folder = Path(folder)
-        faiss.write_index(self._faiss, str(folder / VECTORS))
+        self._vectors.write(folder, version or folder.name, self.chunks)
+        self.manifest = replace(self.manifest, **self._vectors.describe())
         self.lexical.save(folder / LEXICAL)
         with open(folder / CHUNKS, "w", encoding="utf-8") as fh:
             for chunk in self.chunks:
@@ -147,17 +170,20 @@ class VectorIndex:
         """Publish this index as the new version of index_dir (crash-safe); return the version name."""
         index_dir = Path(index_dir)
         with index_lock(index_dir, timeout=lock_timeout):
-            remove_leftovers(index_dir)
-            return _publish(index_dir, self)
+            remove_leftovers(index_dir, store=self.store)
+            return _publish(index_dir, self, self.store)
 
     @classmethod
-    def load(cls, index_dir: Path, *, expected_model: str | None = None) -> VectorIndex:
-        """Read the version CURRENT names (or a flat index), refusing one of another format or model."""
+    def load(
+        cls, index_dir: Path, *, expected_model: str | None = None, store: VectorStore | None = None
+    ) -> VectorIndex:
+        """Read the version CURRENT names (or a flat index), refusing one of another format, model or store."""
         index_dir = Path(index_dir)
+        store = store or FaissStore()
         for _attempt in range(3):
             folder, stamp = resolve(index_dir)
             try:
-                index = cls._load_folder(folder, expected_model=expected_model)
+                index = cls._load_folder(folder, expected_model=expected_model, store=store)
             except (IndexCorruptError, IndexNotBuiltError):
                 # A build may have replaced CURRENT and removed this version while it was being read.
                 if current_stamp(index_dir) != stamp:
@@ -168,30 +194,81 @@ class VectorIndex:
         raise IndexCorruptError(f"The index in {index_dir}/ kept changing while it was read. Try again.")
 
     @classmethod
-    def _load_folder(cls, folder: Path, *, expected_model: str | None) -> VectorIndex:
-        import faiss
-
+    def _load_folder(cls, folder: Path, *, expected_model: str | None, store: VectorStore) -> VectorIndex:
+        """Read and cross-check every part of one index version; any damage is one IndexCorruptError naming it."""
         manifest = _read_manifest_file(folder)
         if expected_model is not None and manifest.embedding_model != expected_model:
             raise IndexMismatchError(
-                f"The index in {folder}/ was built with the embedding model {manifest.embedding_model!r}, "
-                f"but {expected_model!r} is in use. Run `rag build --full` to rebuild it."
+                f"The index in {folder}/ was built with the embedding model {manifest.embedding_model!r} "
+                f"({folder / MANIFEST}), but {expected_model!r} is in use; its vectors cannot be compared with "
+                f"the questions' vectors. {REBUILD_HINT}",
+                path=str(folder / MANIFEST),
             )
-        try:
-            faiss_index = faiss.read_index(str(folder / VECTORS))
-            with open(folder / CHUNKS, encoding="utf-8") as fh:
-                chunks = [Chunk(**json.loads(line)) for line in fh if line.strip()]
-            lexical = BM25Index.load(folder / LEXICAL)
-        except (OSError, RuntimeError, ValueError, TypeError, KeyError) as exc:
-            raise IndexCorruptError(
-                f"The index in {folder}/ is damaged ({exc}). Run `rag build --full` to rebuild it."
-            ) from exc
-        if faiss_index.ntotal != len(chunks) or faiss_index.d != manifest.dimension:
-            raise IndexCorruptError(
-                f"The index in {folder}/ is inconsistent ({faiss_index.ntotal} vectors, {len(chunks)} chunks). "
-                "Run `rag build --full` to rebuild it."
-            )
-        return cls(manifest, chunks, faiss_index, lexical)
+        check_store(manifest, store, folder)
+        vectors = store.open(folder, manifest)
+        chunks = _read_chunks(folder / CHUNKS)
+        lexical = _read_lexical(folder / LEXICAL)
+        # Each part read fine on its own; a half-written or mixed-up version shows in the counts.
+        where = folder / VECTORS if manifest.store == FaissStore.kind else f"the Qdrant collection {manifest.collection!r}"
+        if vectors.dimension != manifest.dimension:
+            raise _damaged(where, f"holds vectors of dimension {vectors.dimension}, the manifest says {manifest.dimension}")
+        if len(chunks) != manifest.chunks:
+            raise _damaged(folder / CHUNKS, f"holds {len(chunks)} passages, the manifest says {manifest.chunks}")
+        if len(vectors) != len(chunks):
+            raise _damaged(where, f"holds {len(vectors)} vectors for {len(chunks)} passages")
+        if lexical.n_docs != len(chunks):
+            raise _damaged(folder / LEXICAL, f"indexes {lexical.n_docs} passages, {CHUNKS} holds {len(chunks)}")
+        return cls(manifest, chunks, vectors, lexical, store=store)
+
+
+def check_store(manifest: Manifest, store: VectorStore, folder: Path) -> None:
+    """IndexMismatchError when the version keeps its vectors in another store than the one in use."""
+    if manifest.store == store.kind:
+        return
+    raise IndexMismatchError(
+        f"The index in {folder.parent if folder.name.startswith(VERSION_PREFIX) else folder}/ keeps its vectors in "
+        f"{manifest.store} ({folder / MANIFEST}), but the {store.kind} store is in use (RAG_STORE / --store). "
+        f"Use `--store {manifest.store}` (RAG_STORE={manifest.store}) to open it, or run "
+        f"`rag build --store {store.kind}` to build the index for {store.kind}. "
+        f"(索引のベクトルの保存先が {manifest.store} です。--store {manifest.store} で開くか、"
+        f"`rag build --store {store.kind}` で作り直してください。)",
+        path=str(folder / MANIFEST),
+    )
+
+
+# ---- reading the files of a version (load path only): each failure names its file ----
+
+_damaged = damaged
+_short = short
+
+
+def _read_chunks(path: Path) -> list[Chunk]:
+    if not path.is_file():
+        raise _damaged(path, "is missing")
+    chunks = []
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for number, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    chunks.append(Chunk(**json.loads(line)))
+                except (ValueError, TypeError) as exc:  # not JSON, not an object, wrong fields
+                    raise _damaged(path, f"has a broken line {number} ({_short(exc)})") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _damaged(path, f"is unreadable ({_short(exc)})") from exc
+    return chunks
+
+
+def _read_lexical(folder: Path) -> BM25Index:
+    if not folder.is_dir():
+        raise _damaged(folder, "(the BM25 index) is missing")
+    try:
+        return BM25Index.load(folder)
+    except FileNotFoundError as exc:
+        raise _damaged(Path(exc.filename or folder), "(part of the BM25 index) is missing") from exc
+    except (OSError, ValueError, TypeError, KeyError, EOFError) as exc:
+        raise _damaged(folder, f"(the BM25 index) is truncated or damaged ({_short(exc)})") from exc
 
 
 # ---- where the current version is ----
@@ -203,12 +280,10 @@ def _read_current(index_dir: Path) -> str | None:
         name = (Path(index_dir) / CURRENT).read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         return None
-    except OSError as exc:
-        raise IndexCorruptError(f"{index_dir}/{CURRENT} is unreadable ({exc}). Run `rag build --full`.") from exc
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8
+        raise _damaged(Path(index_dir) / CURRENT, f"is unreadable ({_short(exc)})") from exc
     if not _VERSION_NAME.match(name):
-        raise IndexCorruptError(
-            f"{index_dir}/{CURRENT} does not name an index version ({name[:40]!r}). Run `rag build --full`."
-        )
+        raise _damaged(Path(index_dir) / CURRENT, f"does not name an index version ({name[:40]!r})")
     return name
 
 
@@ -219,8 +294,11 @@ def resolve(index_dir: Path) -> tuple[Path, str]:
     if name is not None:
         folder = index_dir / name
         if not (folder / MANIFEST).is_file():
+            missing = "is missing" if not folder.is_dir() else f"has no {MANIFEST}"
             raise IndexCorruptError(
-                f"{index_dir}/{CURRENT} names {name}/, which is missing or incomplete. Run `rag build --full`."
+                f"The index is damaged: {index_dir / CURRENT} names the version {folder}/, which {missing}. "
+                f"{REBUILD_HINT}",
+                path=str(folder),
             )
         return folder, name
     if (index_dir / MANIFEST).is_file():  # the flat layout of earlier versions
@@ -260,17 +338,20 @@ def _read_manifest_file(folder: Path) -> Manifest:
         raise IndexNotBuiltError(f"No index in {folder}/. Run `rag build` (or `make index`) first.")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise IndexCorruptError(f"{path} is unreadable ({exc}). Run `rag build --full` to rebuild the index.") from exc
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
+        raise _damaged(path, f"is not valid JSON ({_short(exc)})") from exc
+    if not isinstance(raw, dict):
+        raise _damaged(path, f"holds a JSON {type(raw).__name__}, not the index's description")
     if raw.get("format_version") not in READABLE_VERSIONS:
         raise IndexMismatchError(
-            f"The index in {folder}/ has format version {raw.get('format_version')}, this 記事QA reads "
-            f"versions {', '.join(map(str, READABLE_VERSIONS))}. Run `rag build --full` to rebuild it."
+            f"The index in {folder}/ has format version {raw.get('format_version')} ({path}), this 記事QA reads "
+            f"versions {', '.join(map(str, READABLE_VERSIONS))}. {REBUILD_HINT}",
+            path=str(path),
         )
     try:
         return Manifest(**raw)
     except TypeError as exc:
-        raise IndexCorruptError(f"{path} is missing fields ({exc}). Run `rag build --full` to rebuild it.") from exc
+        raise _damaged(path, f"is missing fields or has unknown ones ({_short(exc)})") from exc
 
 
 # ---- the lock, publishing a version, cleaning up ----
@@ -311,17 +392,21 @@ def _new_version_name() -> str:
     return f"{VERSION_PREFIX}{stamp}-{secrets.token_hex(4)}"
 
 
-def _publish(index_dir: Path, index: VectorIndex) -> str:
+def _publish(index_dir: Path, index: VectorIndex, store: VectorStore) -> str:
     """Write index as a new version and point CURRENT at it. The caller holds the lock."""
     previous = _read_current_or_none(index_dir)
     name = _new_version_name()
     tmp = index_dir / f"{TMP_PREFIX}{name}"
+    # The folder exists before the store writes anything outside it (a Qdrant collection named after
+    # the version): after a crash, remove_leftovers finds the name in `.tmp-…` and drops both.
     tmp.mkdir()
     try:
-        index.write(tmp)
+        index.write(tmp, name)
         fsync_tree(tmp)
         os.rename(tmp, index_dir / name)
     except BaseException:
+        with contextlib.suppress(Exception):  # the original error matters more than a failed clean-up
+            store.drop(name)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     fsync_dir(index_dir)
@@ -329,7 +414,7 @@ def _publish(index_dir: Path, index: VectorIndex) -> str:
     atomic_write_text(index_dir / CURRENT, name + "\n")
     # The previous version stays one build longer: a reader that read CURRENT just before the switch
     # may still be opening it.
-    _remove_versions(index_dir, keep={name, previous})
+    _remove_versions(index_dir, keep={name, previous}, store=store)
     _remove_flat_files(index_dir)
     return name
 
@@ -353,10 +438,19 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _remove_versions(index_dir: Path, *, keep: set[str | None]) -> None:
+def _remove_versions(index_dir: Path, *, keep: set[str | None], store: VectorStore) -> None:
     for entry in index_dir.iterdir():
         if entry.name.startswith(VERSION_PREFIX) and entry.name not in keep:
+            # The store's part first: a crash in between leaves a folder that the next clean-up removes
+            # (with another try at the store), never vectors that no folder names.
+            store.drop(entry.name)
             _remove(entry)
+
+
+def _version_in(name: str) -> str | None:
+    """The version name inside a `.tmp-…` entry (".tmp-v-…", ".tmp-old-v-…"), if any."""
+    found = _VERSION_IN.search(name)
+    return found.group(0) if found else None
 
 
 def _remove_flat_files(index_dir: Path) -> None:
@@ -367,25 +461,30 @@ def _remove_flat_files(index_dir: Path) -> None:
                 _remove(index_dir / name)
 
 
-def remove_leftovers(index_dir: Path) -> None:
+def remove_leftovers(index_dir: Path, *, store: VectorStore | None = None) -> None:
     """Remove what interrupted builds left: .tmp-* entries and versions newer than CURRENT that it never named.
 
-    The caller holds the lock, so no .tmp-* entry belongs to a running build.
+    The caller holds the lock, so no .tmp-* entry belongs to a running build. What the store keeps
+    outside index/ for those versions (Qdrant collections) is dropped with them.
     """
     index_dir = Path(index_dir)
+    store = store or FaissStore()
     if not index_dir.is_dir():
         return
     for entry in index_dir.iterdir():
         if entry.name.startswith(TMP_PREFIX):
+            version = _version_in(entry.name)
+            if version is not None:
+                store.drop(version)
             _remove(entry)
     current = _read_current_or_none(index_dir)
     if current is None:
         if not (index_dir / MANIFEST).is_file():  # no usable index at all: every version is a leftover
-            _remove_versions(index_dir, keep=set())
+            _remove_versions(index_dir, keep=set(), store=store)
         return
     versions = sorted(e.name for e in index_dir.iterdir() if e.name.startswith(VERSION_PREFIX))
     older = [v for v in versions if v < current]
-    _remove_versions(index_dir, keep={current, older[-1] if older else None})
+    _remove_versions(index_dir, keep={current, older[-1] if older else None}, store=store)
     _remove_flat_files(index_dir)
 
 
@@ -397,8 +496,12 @@ def seed_hashes(seeds_dir: Path) -> dict[str, str]:
     return {str(p.relative_to(seeds_dir)): sha256_file(p) for p in list_seed_files(Path(seeds_dir))}
 
 
-def _incompatible(manifest: Manifest, *, embedding_model: str, chunk_size: int, chunk_overlap: int) -> str | None:
+def _incompatible(
+    manifest: Manifest, *, embedding_model: str, chunk_size: int, chunk_overlap: int, store: str = FaissStore.kind
+) -> str | None:
     """Why no stored passage of this index can be reused, or None."""
+    if manifest.store != store:
+        return f"vector store changed ({manifest.store} -> {store})"
     if manifest.format_version != FORMAT_VERSION:
         return f"index format {manifest.format_version} (now {FORMAT_VERSION})"
     if manifest.embedding_model != embedding_model:
@@ -413,14 +516,22 @@ def _incompatible(manifest: Manifest, *, embedding_model: str, chunk_size: int, 
 
 
 def stale_reason(
-    index_dir: Path, seeds_dir: Path, *, embedding_model: str, chunk_size: int, chunk_overlap: int
+    index_dir: Path,
+    seeds_dir: Path,
+    *,
+    embedding_model: str,
+    chunk_size: int,
+    chunk_overlap: int,
+    store: str = FaissStore.kind,
 ) -> str | None:
     """Why the index must be rebuilt (missing, other model, seeds changed), or None if it is current."""
     try:
         manifest = read_manifest(index_dir)
     except (IndexNotBuiltError, IndexMismatchError, IndexCorruptError) as exc:
         return str(exc)
-    why = _incompatible(manifest, embedding_model=embedding_model, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
+    why = _incompatible(
+        manifest, embedding_model=embedding_model, chunk_size=chunk_size, chunk_overlap=chunk_overlap, store=store
+    )
     if why:
         return why
     current = seed_hashes(Path(seeds_dir))
@@ -464,13 +575,72 @@ def embed_passages(embedder: Embedder, texts: list[str], *, show_progress: bool 
     return np.concatenate(parts)
 
 
-def _old_passages(index_dir: Path, manifest: Manifest) -> tuple[dict[str, list[int]], list[Chunk], np.ndarray]:
-    """The stored chunks (grouped by seed file) and vectors of the current index."""
-    old = VectorIndex.load(index_dir, expected_model=manifest.embedding_model)
+def _old_passages(index_dir: Path, manifest: Manifest, store: VectorStore) -> tuple[dict[str, list[int]], VectorIndex]:
+    """The current index and its rows grouped by seed file (vectors are read file by file when reused)."""
+    old = VectorIndex.load(index_dir, expected_model=manifest.embedding_model, store=store)
     rows: dict[str, list[int]] = {}
     for i, chunk in enumerate(old.chunks):
         rows.setdefault(chunk.source, []).append(i)
-    return rows, old.chunks, old.vectors()
+    return rows, old
+
+
+class VectorSpool:
+    """Float32 rows appended to a file as they are embedded, read back in slices.
+
+    A large build keeps its vectors here rather than in memory until FAISS takes them (the FAISS
+    index is then the only in-memory copy). The file is a .tmp-* entry of the index folder, so an
+    interrupted build's spool is removed by the next one (remove_leftovers).
+    """
+
+    def __init__(self, folder: Path, dimension: int) -> None:
+        self.dimension = dimension
+        self.path = Path(folder) / f"{TMP_PREFIX}vectors-{os.getpid()}-{secrets.token_hex(4)}.f32"
+        self._fh = open(self.path, "w+b")
+        self._rows = 0
+
+    def __enter__(self) -> VectorSpool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close and delete the file."""
+        self._fh.close()
+        self.path.unlink(missing_ok=True)
+
+    def append(self, rows: np.ndarray) -> None:
+        """Add rows at the end."""
+        rows = np.ascontiguousarray(rows, dtype=np.float32)
+        if rows.ndim != 2 or rows.shape[1] != self.dimension:
+            raise ValueError(f"expected rows of dimension {self.dimension}, got shape {rows.shape}")
+        self._fh.seek(0, os.SEEK_END)
+        self._fh.write(rows.tobytes())
+        self._rows += len(rows)
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        self._fh.flush()
+        width = self.dimension * 4
+        data = os.pread(self._fh.fileno(), (stop - start) * width, start * width)
+        return np.frombuffer(data, dtype=np.float32).reshape(-1, self.dimension)
+
+    def __getitem__(self, key: slice | np.ndarray) -> np.ndarray:
+        """Rows of a slice, or of an array of sorted row numbers (read slice by slice)."""
+        if isinstance(key, slice):
+            start, stop, step = key.indices(self._rows)
+            if step != 1:
+                raise ValueError("a spool reads contiguous slices only")
+            return self._read(start, max(start, stop))
+        rows = np.asarray(key, dtype=np.int64)
+        out = np.empty((len(rows), self.dimension), dtype=np.float32)
+        for start in range(0, self._rows, SPOOL_SLICE):
+            lo, hi = np.searchsorted(rows, [start, start + SPOOL_SLICE])
+            if hi > lo:
+                out[lo:hi] = self._read(start, min(start + SPOOL_SLICE, self._rows))[rows[lo:hi] - start]
+        return out
 
 
 def build(
@@ -483,15 +653,18 @@ def build(
     show_progress: bool = False,
     full: bool = False,
     lock_timeout: float = LOCK_TIMEOUT,
+    store: VectorStore | None = None,
 ) -> BuildReport:
     """Bring the index up to date with the seeds folder, re-reading and embedding only new or changed files.
 
     Unchanged files keep their stored passages and vectors; removed files lose theirs; BM25 is
     rebuilt from all passages. `full=True` re-reads and re-embeds everything. The embedder is only
     used (and a lazy one only loaded) when there are passages to embed. The previous index stays
-    what load_pipeline opens until the new one is complete.
+    what load_pipeline opens until the new one is complete. `store` keeps the vectors (default FAISS);
+    an index kept in another store is rebuilt in full (its passages are read and embedded again).
     """
     started = time.perf_counter()
+    store = store or FaissStore()
     seeds_dir, index_dir = Path(seeds_dir), Path(index_dir)
     if not seeds_dir.is_dir():
         raise SeedsError(f"The seeds folder {seeds_dir}/ does not exist. Put .txt or .md articles there.")
@@ -501,7 +674,7 @@ def build(
             print(message, file=sys.stderr, flush=True)
 
     with index_lock(index_dir, timeout=lock_timeout, on_wait=waiting):
-        remove_leftovers(index_dir)
+        remove_leftovers(index_dir, store=store)
         return _build_locked(
             seeds_dir,
             index_dir,
@@ -511,6 +684,7 @@ def build(
             show_progress=show_progress,
             full=full,
             started=started,
+            store=store,
         )
 
 
@@ -524,6 +698,7 @@ def _build_locked(
     show_progress: bool,
     full: bool,
     started: float,
+    store: VectorStore,
 ) -> BuildReport:
     paths = {str(p.relative_to(seeds_dir)): p for p in list_seed_files(seeds_dir)}
     hashes = {rel: sha256_file(p) for rel, p in paths.items()}
@@ -537,9 +712,17 @@ def _build_locked(
     base = previous
     if full or (
         base is not None
-        and _incompatible(base, embedding_model=embedder.model_id, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
+        and _incompatible(
+            base,
+            embedding_model=embedder.model_id,
+            chunk_size=chunk_size,
+            chunk_overlap=chunk_overlap,
+            store=store.kind,
+        )
     ):
         base = None
+    if base is not None and not _loads(index_dir, store):
+        base = None  # a damaged index is rebuilt by a plain `rag build`, not reported as up to date
 
     if base is not None and old_sources == hashes:  # nothing changed: no new version is written
         files = [stored_report(base, rel) for rel in paths]
@@ -554,16 +737,16 @@ def _build_locked(
         )
 
     def reusable(rel: str) -> bool:
-        return base is not None and old_sources.get(rel) == hashes[rel]
+        return base is not None and rel in hashes and old_sources.get(rel) == hashes[rel]
 
     old_rows: dict[str, list[int]] = {}
-    old_chunks: list[Chunk] = []
-    old_vectors = np.zeros((0, 0), dtype=np.float32)
+    old_index: VectorIndex | None = None
     if base is not None and any(reusable(rel) for rel in paths):
-        old_rows, old_chunks, old_vectors = _old_passages(index_dir, base)
+        old_rows, old_index = _old_passages(index_dir, base, store)
 
     reports: list[FileReport] = []
-    fresh: dict[str, list[Document]] = {}  # files read now, in path order
+    # Files read now, chunked at once: a file's documents are dropped as soon as it is chunked.
+    new_chunks: dict[str, list[Chunk]] = {}
     with _progress(len(paths), "files", "file", show_progress) as bar:
         for rel, path in paths.items():
             if reusable(rel):
@@ -579,7 +762,7 @@ def _build_locked(
                     status = "unchanged" if old_sources[rel] == hashes[rel] else "changed"
                 reports.append(replace(reading.report, path=rel, status=status))
                 if status != "skipped":
-                    fresh[rel] = reading.docs
+                    new_chunks[rel] = chunk_documents(reading.docs, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
             bar.update(1)
     reports += [FileReport(path=rel, status="removed") for rel in sorted(set(old_sources) - set(hashes))]
     skipped = [SkippedFile(path=r.path, reason=r.reason) for r in reports if r.status == "skipped"]
@@ -588,49 +771,55 @@ def _build_locked(
         why = summarize_skipped(skipped, limit=3) if skipped else f"no {' or '.join(_suffixes())} files"
         raise SeedsError(f"No usable article in {seeds_dir}/ ({why}). The existing index was left as it was.")
 
-    # New passages are chunked and embedded together (one progress bar), then put in file order.
-    new_chunks = {
-        rel: chunk_documents(items, chunk_size=chunk_size, chunk_overlap=chunk_overlap) for rel, items in fresh.items()
-    }
-    texts = [passage_text(c) for chunks in new_chunks.values() for c in chunks]
-    new_vectors = embed_passages(embedder, texts, show_progress=show_progress)
-    dimension = base.dimension if base is not None and not texts else embedder.dimension
-
+    # Rows in file order: stored vectors of unchanged files copied, new passages embedded in full
+    # batches across files; all of them go through a spool on disk, not a list of arrays, so the
+    # store's own copy is the only one in memory.
+    embedded = sum(len(c) for c in new_chunks.values())
+    dimension = base.dimension if base is not None and not embedded else embedder.dimension
     chunks: list[Chunk] = []
-    parts: list[np.ndarray] = []
-    offset = 0
-    for rel in paths:
-        if rel in new_chunks:
-            n = len(new_chunks[rel])
-            if n:
-                chunks += new_chunks[rel]
-                parts.append(new_vectors[offset : offset + n])
-                offset += n
-        elif rows := old_rows.get(rel) if reusable(rel) else None:
-            chunks += [old_chunks[i] for i in rows]
-            parts.append(old_vectors[rows])
-    vectors = np.concatenate(parts) if parts else np.zeros((0, dimension), dtype=np.float32)
+    with VectorSpool(index_dir, dimension) as spool:
+        with _progress(embedded, "passages", "passage", show_progress) as bar:
+            pending: list[Chunk] = []
 
-    manifest = Manifest(
-        embedding_model=embedder.model_id,
-        dimension=dimension,
-        chunk_size=chunk_size,
-        chunk_overlap=chunk_overlap,
-        separators=JAPANESE_SEPARATORS,
-        # Skipped files are hashed too, so fixing one makes the index stale and it is read next time.
-        sources=hashes,
-        docs=docs,
-        chunks=len(chunks),
-        skipped={s.path: s.reason for s in skipped},
-        created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        reader=reader_fingerprint(),
-        files={
-            r.path: {"articles": r.articles, "kept_chars": r.kept_chars, "dropped_chars": r.dropped_chars}
-            for r in reports
-            if r.status != "removed"
-        },
-    )
-    _publish(index_dir, VectorIndex.from_vectors(manifest, chunks, vectors))
+            def embed_pending() -> None:
+                if pending:
+                    spool.append(embedder.embed_passages([passage_text(c) for c in pending]))
+                    bar.update(len(pending))
+                    pending.clear()
+
+            for rel in paths:
+                if rel in new_chunks:
+                    for chunk in new_chunks.pop(rel):
+                        chunks.append(chunk)
+                        pending.append(chunk)
+                        if len(pending) == EMBED_BATCH:
+                            embed_pending()
+                elif old_index is not None and (rows := old_rows.get(rel) if reusable(rel) else None):
+                    embed_pending()
+                    chunks += [old_index.chunks[i] for i in rows]
+                    spool.append(old_index.vectors(rows))
+            embed_pending()
+        old_index = None  # its vectors are freed before the new index takes its copy
+        manifest = Manifest(
+            embedding_model=embedder.model_id,
+            dimension=dimension,
+            chunk_size=chunk_size,
+            chunk_overlap=chunk_overlap,
+            separators=JAPANESE_SEPARATORS,
+            # Skipped files are hashed too, so fixing one makes the index stale and it is read next time.
+            sources=hashes,
+            docs=docs,
+            chunks=len(chunks),
+            skipped={s.path: s.reason for s in skipped},
+            created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            reader=reader_fingerprint(),
+            files={
+                r.path: {"articles": r.articles, "kept_chars": r.kept_chars, "dropped_chars": r.dropped_chars}
+                for r in reports
+                if r.status != "removed"
+            },
+        )
+        _publish(index_dir, VectorIndex.from_vectors(manifest, chunks, spool, store=store), store)
     return BuildReport(
         index_dir=str(index_dir),
         docs=docs,
@@ -638,8 +827,17 @@ def _build_locked(
         seconds=time.perf_counter() - started,
         skipped=skipped,
         files=reports,
-        embedded=len(texts),
+        embedded=embedded,
     )
+
+
+def _loads(index_dir: Path, store: VectorStore) -> bool:
+    """True if the current index opens without damage (no embedder needed: the model was compared already)."""
+    try:
+        VectorIndex.load(index_dir, store=store)
+    except IndexCorruptError:
+        return False
+    return True
 
 
 def _read(path: Path, rel: str, seeds_dir: Path) -> FileReading:
@@ -681,6 +879,7 @@ def build_from_documents(
     sources: dict[str, str] | None = None,
     skipped: dict[str, str] | None = None,
     show_progress: bool = False,
+    store: VectorStore | None = None,
 ) -> VectorIndex:
     """Chunk, embed and save already-loaded documents (an evaluation corpus) as a new index version."""
     chunks = chunk_documents(docs, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
@@ -697,7 +896,7 @@ def build_from_documents(
         skipped=skipped or {},
         created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
-    index = VectorIndex.from_vectors(manifest, chunks, vectors)
+    index = VectorIndex.from_vectors(manifest, chunks, vectors, store=store)
     index.stamp = index.save(Path(index_dir))
     index.source_dir = Path(index_dir)
     return index

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from rag.config import Settings
-from rag.errors import RagError, UploadError
+from rag.errors import BusyError, RagError, UploadError
 from rag.pipeline import RagPipeline, add_documents, load_pipeline
 from rag.types import Answer, Citation
 
@@ -22,6 +22,8 @@ EXAMPLES = [
     "ゼレンスキー氏の再選を願う国民の割合は何%ですか?",
 ]
 SOURCES_TITLE = "出典"
+BUSY_MESSAGE = "ただいま混み合っています（回答待ちの質問が上限に達しました）。1分ほどしてからもう一度質問してください。"
+WAITING_MESSAGE = "ほかの質問に答えています。順番が来たら答えます（前に {ahead} 件）…"
 
 
 def format_sources(citations: list[Citation]) -> str:
@@ -130,14 +132,26 @@ def build_app(pipe: RagPipeline) -> Any:
             return
         try:
             stream = pipe.stream(message, history=history_pairs(history))
+        except BusyError:
+            yield [{"role": "assistant", "content": BUSY_MESSAGE}]
+            return
         except RagError as exc:  # too long, not text: say so in the chat instead of a stack trace
             yield [{"role": "assistant", "content": str(exc)}]
             return
-        text = ""
-        yield [{"role": "assistant", "content": "資料を検索しています…"}]
-        for piece in stream:
-            text += piece
-            yield [{"role": "assistant", "content": text}]
+        # `with`: when the reader presses 停止 or leaves, the model is freed for the next question at once.
+        with stream:
+            if stream.ahead:
+                yield [{"role": "assistant", "content": WAITING_MESSAGE.format(ahead=stream.ahead)}]
+            else:
+                yield [{"role": "assistant", "content": "資料を検索しています…"}]
+            text = ""
+            try:
+                for piece in stream:
+                    text += piece
+                    yield [{"role": "assistant", "content": text}]
+            except RagError as exc:  # the prompt did not fit, the index could not be read: said, not a stack trace
+                yield [{"role": "assistant", "content": str(exc)}]
+                return
         assert stream.answer is not None
         yield answer_messages(stream.answer)
 
@@ -151,7 +165,9 @@ def build_app(pipe: RagPipeline) -> Any:
         examples_label="質問の例",
         title=TITLE,
         description=DESCRIPTION,
-        concurrency_limit=1,  # one llama.cpp context: questions are answered one at a time
+        # No limit here: the pipeline's gate answers one question at a time for the page and the HTTP
+        # API together, and says "busy" beyond RAG_MAX_WAITING instead of a queue that only grows.
+        concurrency_limit=None,
         api_name="chat",
     )
     from rag.upload import allowed_suffixes
@@ -171,10 +187,25 @@ def build_app(pipe: RagPipeline) -> Any:
     return app
 
 
+def build_server(pipe: RagPipeline, *, api_key: str = "") -> Any:
+    """One FastAPI app: the OpenAI-compatible API under /v1 and /healthz, the chat page at /."""
+    import gradio as gr
+
+    from rag.api import build_api
+
+    app = build_api(pipe, api_key=api_key)
+    page = build_app(pipe).queue(default_concurrency_limit=None)
+    return gr.mount_gradio_app(app, page, path="/", footer_links=["api"])
+
+
 def serve(*, settings: Settings | None = None, host: str = "127.0.0.1", port: int = 7860) -> None:
-    """Load the models once and serve the chat page (on 127.0.0.1 unless told otherwise); uploads go to settings.seeds_dir."""
+    """Load the models once and serve the chat page and the API (on 127.0.0.1 unless told otherwise); uploads go to settings.seeds_dir."""
+    import uvicorn
+
     settings = settings or Settings.from_env()
     pipe = load_pipeline(settings=settings)
-    app = build_app(pipe)
-    print(f"記事QA: http://{host}:{port}", flush=True)
-    app.queue().launch(server_name=host, server_port=port, share=False, footer_links=["api"])
+    app = build_server(pipe, api_key=settings.api_key)
+    print(f"記事QA: http://{host}:{port}  (OpenAI-compatible API: http://{host}:{port}/v1)", flush=True)
+    if host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
+        print("warning: listening beyond this machine without RAG_API_KEY: anyone who can reach it may ask.", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)

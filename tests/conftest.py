@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -63,11 +64,47 @@ class RecordingGenerator:
         self.calls.append(messages)
         text = self.reply
         if text is None:
-            sentence = re.search(r"\[1\] (?:（[^）]*）)?([^。\n]*。)", messages[-1]["content"])
+            sentence = re.search(r"\[1\] <資料>(?:（[^）]*）)?([^。\n]*。)", messages[-1]["content"])
             text = f"{sentence.group(1)}[1]" if sentence else "資料には記載がありません。"
         # Stream in small pieces, as a real model does.
         for i in range(0, len(text), 3):
             yield text[i : i + 3]
+
+
+class OverlapDetectingGenerator(RecordingGenerator):
+    """A fake model that notes when two callers are inside it at once (the real one would corrupt both)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._guard = threading.Lock()
+        self.inside = 0
+        self.most_inside = 0
+
+    def _enter(self) -> None:
+        with self._guard:
+            self.inside += 1
+            self.most_inside = max(self.most_inside, self.inside)
+
+    def _leave(self) -> None:
+        with self._guard:
+            self.inside -= 1
+
+    def count_prompt_tokens(self, messages: list[Message]) -> int:
+        self._enter()  # tokenizing uses the model too
+        try:
+            time.sleep(0.001)
+            return super().count_prompt_tokens(messages)
+        finally:
+            self._leave()
+
+    def stream_chat(self, messages: list[Message], *, max_tokens: int) -> Iterator[str]:
+        self._enter()
+        try:
+            for piece in super().stream_chat(messages, max_tokens=max_tokens):
+                time.sleep(0.001)  # give other threads every chance to step in
+                yield piece
+        finally:
+            self._leave()
 
 
 @pytest.fixture
@@ -146,6 +183,15 @@ def rag_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def stop_process(proc: subprocess.Popen, *, timeout: float = 30) -> None:
+    """Ask a server process to stop; kill it if it has not within timeout seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -153,13 +199,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def chat_server(settings: Settings, *args: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """Start `app.py` on the index of `settings` on a free port; yield (process, port) once it listens."""
+def chat_server(settings: Settings, *args: str, **env: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """Start `app.py` on the index of `settings` on a free port (RAG_* settings in env); yield (process, port) once it listens."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "app.py", "--index", str(settings.index_dir), "--port", str(port), *args],
         cwd=REPO,
-        env=run_env(),
+        env=run_env(**env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -177,8 +223,4 @@ def chat_server(settings: Settings, *args: str) -> Iterator[tuple[subprocess.Pop
             pytest.fail("the chat page did not start within 300 s")
         yield proc, port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, timeout=20)

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
 from rag import index as index_mod
 from rag.embedding import LazyEmbedder
@@ -15,6 +18,8 @@ from rag.errors import IndexBusyError, IndexCorruptError, IndexMismatchError, In
 from rag.index import CURRENT, FORMAT_VERSION, MANIFEST, VectorIndex, build, read_manifest, stale_reason, version_dir
 from rag.pipeline import build_index
 from rag.retrieval import Retriever
+from rag.stores import faiss_store
+from rag.types import Chunk
 from tests.conftest import HashingEmbedder
 
 
@@ -390,3 +395,137 @@ def test_progress_bars_count_files_and_passages(settings, embedder, capsys) -> N
     report = _build(settings, embedder, show_progress=True)
     err = capsys.readouterr().err
     assert "files" in err and f"/{report.embedded}" in err and "passages" in err
+
+
+# ---- exact below the size threshold, IVF above it ----
+
+
+def _clustered(n: int, dim: int = 48, seed: int = 0) -> np.ndarray:
+    """Normalized vectors around 40 centres: like embeddings, they cluster by topic."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(40, dim))
+    x = centres[rng.integers(0, 40, n)] + 0.6 * rng.normal(size=(n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _synthetic_index(n: int, *, approx_threshold: int) -> VectorIndex:
+    vectors = _clustered(n)
+    chunks = [Chunk(f"c{i}", f"d{i}", "s.txt", "題", f"本文{i}", 0) for i in range(n)]
+    manifest = index_mod.Manifest(
+        embedding_model="fake", dimension=vectors.shape[1], chunk_size=0, chunk_overlap=0,
+        separators=[], sources={}, docs=n, chunks=n,
+    )
+    return VectorIndex.from_vectors(manifest, chunks, vectors, approx_threshold=approx_threshold)
+
+
+def _exact_top(vectors: np.ndarray, queries: np.ndarray, k: int) -> list[set[int]]:
+    return [set(np.argsort(-row)[:k].tolist()) for row in queries @ vectors.T]
+
+
+def test_small_corpora_stay_exact(tmp_path: Path) -> None:
+    index = _synthetic_index(500, approx_threshold=1000)
+    assert (index.manifest.vector_index, index.manifest.nprobe) == ("Flat", 0)
+    queries = _clustered(20, seed=1)
+    found = [{i for i, _ in row} for row in index.search(queries, 10)]
+    assert found == _exact_top(index.vectors(), queries, 10)
+
+
+def test_above_the_threshold_an_ivf_index_is_saved_loaded_and_finds_the_exact_neighbours(tmp_path: Path) -> None:
+    index = _synthetic_index(4000, approx_threshold=1000)
+    assert index.manifest.vector_index.startswith("IVF") and index.manifest.nprobe > 0
+    vectors = _clustered(4000)
+    assert np.array_equal(index.vectors(), vectors)  # kept exactly: the next incremental build re-adds them
+    queries = _clustered(100, seed=1)
+    before = index.search(queries, 10)
+    index.save(tmp_path / "index")
+    loaded = VectorIndex.load(tmp_path / "index")
+    assert loaded.manifest == index.manifest
+    assert loaded.search(queries, 10) == before
+    exact = _exact_top(vectors, queries, 10)
+    recall = np.mean([len({i for i, _ in row} & want) / 10 for row, want in zip(before, exact)])
+    assert recall >= 0.95
+
+
+def test_a_manifest_that_does_not_match_the_vectors_file_is_refused(tmp_path: Path) -> None:
+    _synthetic_index(4000, approx_threshold=1000).save(tmp_path / "index")
+    path = version_dir(tmp_path / "index") / MANIFEST
+    raw = json.loads(path.read_text())
+    path.write_text(json.dumps({**raw, "vector_index": "Flat", "nprobe": 0}))
+    with pytest.raises(IndexCorruptError, match="rag build --full"):
+        VectorIndex.load(tmp_path / "index")
+
+
+def test_incremental_builds_of_an_approximate_index(settings, corpus: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(faiss_store, "APPROX_THRESHOLD", 0)
+    _build(settings, HashingEmbedder())
+    assert read_manifest(settings.index_dir).vector_index.startswith("IVF")
+    (corpus / "sapporo.txt").write_text(NEW_ARTICLE, encoding="utf-8")
+    _build(settings, HashingEmbedder())
+    full_dir = tmp_path / "full"
+    _build(settings, HashingEmbedder(), index_dir=full_dir, full=True)
+    a, b = VectorIndex.load(settings.index_dir), VectorIndex.load(full_dir)
+    assert a.manifest.vector_index.startswith("IVF")
+    assert a.chunks == b.chunks
+    assert np.array_equal(a.vectors(), b.vectors())
+    hits = Retriever(a, HashingEmbedder()).retrieve("雪まつりの雪像は何基?", k=1)
+    assert "150基" in hits[0].chunk.text
+
+
+# ---- large builds: vectors spooled to disk, embedded in full batches ----
+
+@hyp_settings(max_examples=40, deadline=None)
+@given(sizes=st.lists(st.integers(0, 40), max_size=6), dim=st.integers(1, 8), data=st.data())
+def test_a_spool_gives_back_exactly_the_rows_appended(tmp_path_factory, sizes, dim, data) -> None:
+    folder = tmp_path_factory.mktemp("spool")
+    rng = np.random.default_rng(len(sizes))
+    blocks = [rng.normal(size=(n, dim)).astype(np.float32) for n in sizes]
+    whole = np.concatenate(blocks) if blocks else np.zeros((0, dim), np.float32)
+    with index_mod.VectorSpool(folder, dim) as spool:
+        for block in blocks:
+            spool.append(block)
+        n = len(whole)
+        assert len(spool) == n
+        a = data.draw(st.integers(0, n))
+        b = data.draw(st.integers(a, n))
+        assert np.array_equal(spool[a:b], whole[a:b])
+        rows = np.array(sorted(data.draw(st.sets(st.integers(0, max(n - 1, 0)), max_size=n))), dtype=np.int64)
+        assert np.array_equal(spool[rows], whole[rows])
+    assert list(folder.iterdir()) == []  # closing deletes the file
+
+
+def test_an_index_built_from_a_spool_equals_one_built_in_memory(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(faiss_store, "ADD_SLICE", 97)  # several slices, one of them partial
+    monkeypatch.setattr(index_mod, "SPOOL_SLICE", 89)
+    vectors = _clustered(3000)
+    chunks = [Chunk(f"c{i}", f"d{i}", "s.txt", "題", f"本文{i}", 0) for i in range(len(vectors))]
+    manifest = index_mod.Manifest(
+        embedding_model="fake", dimension=vectors.shape[1], chunk_size=0, chunk_overlap=0,
+        separators=[], sources={}, docs=len(vectors), chunks=len(vectors),
+    )
+    queries = _clustered(20, seed=7)
+    for threshold in (10_000, 100):  # exact, then IVF (trained on a sample read from the spool)
+        in_memory = VectorIndex.from_vectors(manifest, chunks, vectors, approx_threshold=threshold)
+        with index_mod.VectorSpool(tmp_path, vectors.shape[1]) as spool:
+            spool.append(vectors)
+            spooled = VectorIndex.from_vectors(manifest, chunks, spool, approx_threshold=threshold)
+        assert spooled.manifest.vector_index == in_memory.manifest.vector_index
+        assert np.array_equal(spooled.vectors(), vectors)
+        assert spooled.search(queries, 10) == in_memory.search(queries, 10)
+
+
+def test_many_small_files_are_embedded_in_full_batches(settings, corpus: Path) -> None:
+    for i in range(150):
+        (corpus / f"short-{i:03}.txt").write_text(f"短信{i}\n\n第{i}回の会合は午後{i % 12}時に始まった。", encoding="utf-8")
+    calls: list[int] = []
+
+    class Counting(HashingEmbedder):
+        def embed_passages(self, texts, *, show_progress=False):
+            calls.append(len(texts))
+            return super().embed_passages(texts)
+
+    report = _build(settings, Counting(), full=True)
+    assert sum(calls) == report.chunks == report.embedded
+    assert all(n == index_mod.EMBED_BATCH for n in calls[:-1])  # not one small call per file
+    index = VectorIndex.load(settings.index_dir)
+    hits = Retriever(index, HashingEmbedder()).retrieve("第77回の会合は何時に始まった?", k=3)
+    assert any("第77回" in h.chunk.text for h in hits)
