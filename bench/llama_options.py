@@ -37,13 +37,16 @@ def main() -> None:
     parser.add_argument("prompts", type=Path)
     parser.add_argument("variants", nargs="+", help="comma-separated overrides, e.g. n_ubatch=256,flash_attn=1")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--backend", type=Path, help="a libggml-cpu-*.so to load instead of the installed one")
+    parser.add_argument("--json", action="store_true", help="print the raw numbers as JSON (bench/cpu_flags.py)")
     args = parser.parse_args()
 
     import llama_cpp
     import numpy as np
 
-    from rag.generation import loaded_cpu_variant, open_llama
+    from rag.generation import load_cpu_backend, loaded_cpu_variant, open_llama
 
+    load_cpu_backend(args.backend)
     data = json.loads(args.prompts.read_text())
     prefix = data["prefix"]
     llms = []
@@ -78,6 +81,9 @@ def main() -> None:
                 stats[i]["gen_tps"].append((GEN_TOKENS - 1) / (t3 - t2))
                 if run == 0:
                     texts[i].append(llm.detokenize(answer).decode("utf-8", errors="replace"))
+    if args.json:
+        print(json.dumps([{**s, "texts": t} for s, t in zip(stats, texts, strict=True)]))
+        return
     med = statistics.median
     print(f"CPU backend: {loaded_cpu_variant() or 'single build'}; base options {data['options']}")
     print(

@@ -193,11 +193,12 @@ def _llama_lib_dir() -> Path:
     return Path(llama_cpp.__file__).resolve().parent / "lib"
 
 
-def load_cpu_backend() -> str | None:
+def load_cpu_backend(module: Path | None = None) -> str | None:
     """Load the CPU backend that fits this CPU, once; return its variant name, or None for a single-CPU build.
 
     ggml scores every libggml-cpu-*.so next to libggml by the CPU's cpuid and loads the best one
     whose instructions the CPU has; a CPU older than every variant gets a ModelError, not a crash.
+    MODULE: load this libggml-cpu-*.so instead (bench/cpu_flags.py times modules built with other flags).
     """
     import ctypes
 
@@ -212,6 +213,11 @@ def load_cpu_backend() -> str | None:
     ggml = bindings._lib
     ggml.ggml_backend_reg_by_name.argtypes = [ctypes.c_char_p]
     ggml.ggml_backend_reg_by_name.restype = ctypes.c_void_p
+    if module is not None and not ggml.ggml_backend_reg_by_name(b"CPU"):
+        ggml.ggml_backend_load.argtypes = [ctypes.c_char_p]
+        ggml.ggml_backend_load.restype = ctypes.c_void_p
+        if not ggml.ggml_backend_load(str(module).encode()):
+            raise ModelError(f"llama.cpp could not load the CPU backend {module}.")
     if not ggml.ggml_backend_reg_by_name(b"CPU"):
         ggml.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
         ggml.ggml_backend_load_all_from_path(str(lib_dir).encode())
