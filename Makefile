@@ -15,14 +15,15 @@ LLAMA_VERSION := 0.3.36
 # Not sapphirerapids (AMX): ggml chooses variants by cpuid alone, and a VM whose cpuid lists AMX
 # while its kernel refuses the tile data crashes in decode (a "native" build did). Not the other
 # AVX-512 / AVX-VNNI levels: each variant costs a full compile of the CPU backend.
-# build/llama-cpu-variant-list.patch adds GGML_CPU_VARIANT_LIST to build only these (upstream builds all 14).
-# LLAVA_BUILD=OFF: the multimodal library is not used and is a quarter of the build.
+# patches/llama-cpp-python.patch adds GGML_CPU_VARIANT_LIST to build only these (upstream builds all 14)
+# and stops llama-cpp-python from forcing llama.cpp's `common` library (with its HTTP client), which
+# nothing in the package links. LLAVA_BUILD=OFF: the multimodal library is not used either.
 # The wheel is kept outside the repo in a folder named by a hash of these flags and the patch, so a
 # rebuild happens once per machine and again only when they change (pip's cache ignores CMAKE_ARGS).
 LLAMA_CPU_VARIANTS := x64;haswell;icelake
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON \
 	-DGGML_CPU_VARIANT_LIST=$(LLAMA_CPU_VARIANTS) -DCMAKE_INSTALL_BINDIR=llama_cpp/lib -DLLAVA_BUILD=OFF
-LLAMA_PATCH := build/llama-cpu-variant-list.patch
+LLAMA_PATCH := patches/llama-cpp-python.patch
 LLAMA_KEY := $(shell (echo '$(LLAMA_CMAKE_ARGS)'; cat $(LLAMA_PATCH)) | sha256sum | cut -c1-10)
 LLAMA_WHEELS := $(HOME)/.cache/kiji-qa/llama-cpp-python-$(LLAMA_VERSION)-cpu-variants-$(LLAMA_KEY)
 

@@ -51,7 +51,7 @@ def sources(version: str) -> Path:
         )  # fmt: skip
         with tarfile.open(CACHE / f"llama_cpp_python-{version}.tar.gz") as tar:
             tar.extractall(CACHE, filter="data")
-        patch = (ROOT / "build" / "llama-cpu-variant-list.patch").read_bytes()
+        patch = (ROOT / "patches" / "llama-cpp-python.patch").read_bytes()
         subprocess.run(["patch", "-p1", "-d", str(src)], input=patch, check=True)
     return src / "vendor" / "llama.cpp"
 
