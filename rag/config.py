@@ -45,6 +45,12 @@ class Settings:
     n_ctx: int = 4096
     max_tokens: int = 384
     n_threads: int = _cpu_count()
+    # llama.cpp feeding (bench/README.md, "llama.cpp build and options"): prompt tokens per
+    # llama_eval call / per compute batch, flash attention, attention-cache type ("f16", "q8_0").
+    n_batch: int = 512
+    n_ubatch: int = 512
+    flash_attn: bool = False
+    kv_cache_type: str = "f16"
     temperature: float = 0.0  # greedy: the same question gives the same answer
     # The model answers one question at a time; this many more may wait their turn (the page and the
     # HTTP API share the queue). Beyond it a question is refused with BusyError (HTTP 503): 20 users

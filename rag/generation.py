@@ -181,6 +181,108 @@ def build_messages(
     return messages
 
 
+# llama.cpp built with GGML_BACKEND_DL + GGML_CPU_ALL_VARIANTS (see the Makefile) ships one CPU
+# backend per instruction-set level (libggml-cpu-haswell.so, libggml-cpu-icelake.so, ...) and
+# loads none by itself; llama-cpp-python does not load them either (abetlen/llama-cpp-python#2069).
+_CPU_VARIANT = re.compile(r"libggml-cpu-([\w.]+)\.so")
+
+
+def _llama_lib_dir() -> Path:
+    import llama_cpp
+
+    return Path(llama_cpp.__file__).resolve().parent / "lib"
+
+
+def load_cpu_backend(module: Path | None = None) -> str | None:
+    """Load the CPU backend that fits this CPU, once; return its variant name, or None for a single-CPU build.
+
+    ggml scores every libggml-cpu-*.so next to libggml by the CPU's cpuid and loads the best one
+    whose instructions the CPU has; a CPU older than every variant gets a ModelError, not a crash.
+    MODULE: load this libggml-cpu-*.so instead (bench/cpu_flags.py times modules built with other flags).
+    """
+    import ctypes
+
+    from llama_cpp import llama_cpp as bindings
+
+    lib_dir = _llama_lib_dir()
+    if not any(lib_dir.glob("libggml-cpu-*")):
+        return None  # the CPU backend is linked into libggml: nothing to load
+    # ggml's functions looked up through libllama's handle: the libggml it is linked with. Opening
+    # lib/libggml.so by path would load a second copy (the wheel holds copies, not symlinks) whose
+    # registry libllama never sees.
+    ggml = bindings._lib
+    ggml.ggml_backend_reg_by_name.argtypes = [ctypes.c_char_p]
+    ggml.ggml_backend_reg_by_name.restype = ctypes.c_void_p
+    if module is not None and not ggml.ggml_backend_reg_by_name(b"CPU"):
+        ggml.ggml_backend_load.argtypes = [ctypes.c_char_p]
+        ggml.ggml_backend_load.restype = ctypes.c_void_p
+        if not ggml.ggml_backend_load(str(module).encode()):
+            raise ModelError(f"llama.cpp could not load the CPU backend {module}.")
+    if not ggml.ggml_backend_reg_by_name(b"CPU"):
+        ggml.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
+        ggml.ggml_backend_load_all_from_path(str(lib_dir).encode())
+        if not ggml.ggml_backend_reg_by_name(b"CPU"):
+            raise ModelError(
+                f"None of llama.cpp's CPU backends in {lib_dir} runs on this CPU. Rebuild llama-cpp-python "
+                "with the x64 variant in LLAMA_CPU_VARIANTS (Makefile)."
+            )
+    return loaded_cpu_variant()
+
+
+def loaded_cpu_variant() -> str | None:
+    """Name of the libggml-cpu-<variant>.so mapped into this process (Linux), or None."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return None
+    names = set(_CPU_VARIANT.findall(maps))
+    return names.pop() if len(names) == 1 else None
+
+
+KV_CACHE_TYPES = ("f16", "q8_0")
+
+
+def open_llama(
+    model_path: Path,
+    *,
+    n_ctx: int = 4096,
+    n_threads: int | None = None,
+    n_batch: int = 512,
+    n_ubatch: int = 512,
+    flash_attn: bool = False,
+    kv_cache_type: str = "f16",
+    seed: int = 0,
+):  # -> llama_cpp.Llama (not imported at module level)
+    """A llama_cpp.Llama on the CPU backend that fits this CPU; the one place its options are set.
+
+    kv_cache_type "q8_0" halves the attention cache; llama.cpp needs flash attention for a quantized V cache.
+    """
+    import llama_cpp
+
+    if kv_cache_type not in KV_CACHE_TYPES:
+        raise ModelError(f"kv_cache_type {kv_cache_type!r} is not one of {', '.join(KV_CACHE_TYPES)}.")
+    if kv_cache_type != "f16" and not flash_attn:
+        raise ModelError(f"kv_cache_type={kv_cache_type} needs flash_attn=True (RAG_FLASH_ATTN=1).")
+    kv = getattr(llama_cpp, f"GGML_TYPE_{kv_cache_type.upper()}")
+    load_cpu_backend()
+    try:
+        return llama_cpp.Llama(
+            model_path=str(model_path),
+            n_ctx=n_ctx,
+            n_threads=n_threads,
+            n_threads_batch=n_threads,
+            n_batch=n_batch,
+            n_ubatch=min(n_ubatch, n_batch),
+            flash_attn=flash_attn,
+            type_k=kv,
+            type_v=kv,
+            seed=seed,
+            verbose=False,
+        )
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError(f"llama.cpp could not load {model_path}: {exc}. Is it a GGUF model file?") from exc
+
+
 class LlamaCppGenerator:
     """A GGUF model run by llama-cpp-python, prompted with the chat template stored in the file.
 
@@ -200,23 +302,25 @@ class LlamaCppGenerator:
         n_ctx: int = 4096,
         n_threads: int | None = None,
         n_batch: int = 512,
+        n_ubatch: int = 512,
+        flash_attn: bool = False,
+        kv_cache_type: str = "f16",
         temperature: float = 0.0,
         seed: int = 0,
     ) -> None:
-        from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        try:
-            self.llm = Llama(
-                model_path=str(model_path),
-                n_ctx=n_ctx,
-                n_threads=n_threads,
-                n_batch=n_batch,
-                seed=seed,
-                verbose=False,
-            )
-        except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"llama.cpp could not load {model_path}: {exc}. Is it a GGUF model file?") from exc
+        self.llm = open_llama(
+            model_path,
+            n_ctx=n_ctx,
+            n_threads=n_threads,
+            n_batch=n_batch,
+            n_ubatch=n_ubatch,
+            flash_attn=flash_attn,
+            kv_cache_type=kv_cache_type,
+            seed=seed,
+        )
+        self.cpu_variant = loaded_cpu_variant()
         self.model_path = Path(model_path)
         self.temperature = temperature
         self.seed = seed
@@ -258,10 +362,19 @@ class LlamaCppGenerator:
         # The last token may merge with the user's first characters; keep only what surely stays.
         return tokens[:-1]
 
+    @property
+    def prefix_tokens(self) -> list[int]:
+        """The instruction prefix every prompt starts with, evaluated once and kept in the cache."""
+        return list(self._prefix)
+
+    def prompt_tokens(self, messages: list[Message]) -> list[int]:
+        """The formatted prompt's tokens, as the model sees them."""
+        prompt, _ = self._prompt(messages)
+        return self._tokens(prompt)
+
     def count_prompt_tokens(self, messages: list[Message]) -> int:
         """Tokens of the formatted prompt, as the model sees it."""
-        prompt, _ = self._prompt(messages)
-        return len(self._tokens(prompt))
+        return len(self.prompt_tokens(messages))
 
     def stream_chat(self, messages: list[Message], *, max_tokens: int) -> Iterator[str]:
         """Stream the reply, decoded greedily from the cached instruction prefix (see the class docstring)."""

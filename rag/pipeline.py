@@ -439,7 +439,16 @@ def load_generator(settings: Settings) -> Generator:
     from rag.models import resolve_llm_path
 
     path = resolve_llm_path(models_dir=settings.models_dir, llm_name=settings.llm_name, llm_path=settings.llm_path)
-    return LlamaCppGenerator(path, n_ctx=settings.n_ctx, n_threads=settings.n_threads, temperature=settings.temperature)
+    return LlamaCppGenerator(
+        path,
+        n_ctx=settings.n_ctx,
+        n_threads=settings.n_threads,
+        n_batch=settings.n_batch,
+        n_ubatch=settings.n_ubatch,
+        flash_attn=settings.flash_attn,
+        kv_cache_type=settings.kv_cache_type,
+        temperature=settings.temperature,
+    )
 
 
 def load_store(settings: Settings) -> VectorStore:
