@@ -7,7 +7,8 @@ With GGML_BACKEND_DL the CPU code is a module of its own (libggml-cpu-<variant>.
 costs a build of that module only, not of llama.cpp: this script configures the llama.cpp sources
 of the installed llama-cpp-python version (downloaded once, patched like the Makefile) once per
 flag set, builds the variant this CPU loads, and times each module in a fresh process
-(`bench/llama_options.py --backend FILE`), the flag sets in turn within every run. "installed" is
+(`bench/llama_options.py` with `LLAMA_CPP_LIB_PATH` on a copy of the package's
+`lib/` holding that module), the flag sets in turn within every run. "installed" is
 the module in the installed wheel (all three flags on, the default).
 Build directories are kept in ~/.cache/kiji-qa/cpu-flags (a second run only times).
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -81,6 +83,20 @@ def build(name: str, flags: list[str], variant: str, version: str) -> tuple[Path
     return module, time.perf_counter() - t0
 
 
+def lib_dir(name: str, module: Path) -> Path:
+    """A copy of the installed llama_cpp/lib with MODULE as its only CPU backend (for LLAMA_CPP_LIB_PATH)."""
+    from rag.generation import _llama_lib_dir
+
+    out = CACHE / f"lib-{name}"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    for f in _llama_lib_dir().iterdir():
+        if not f.name.startswith("libggml-cpu-"):
+            shutil.copy2(f, out / f.name)
+    shutil.copy2(module, out / module.name)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("prompts", type=Path, help="written by bench/speed.py --dump-prompts")
@@ -100,14 +116,14 @@ def main() -> None:
     for name in args.only or FLAG_SETS:
         modules[name], build_s[name] = build(name, FLAG_SETS[name], variant, llama_cpp.__version__)
 
+    libs = {name: lib_dir(name, module) for name, module in modules.items()}
     results: dict[str, dict[str, list[float]]] = {name: {} for name in modules}
     texts: dict[str, list[str]] = {}
     for _ in range(args.runs):
-        for name, module in modules.items():
+        for name in modules:
             proc = subprocess.run(
-                [sys.executable, str(ROOT / "bench" / "llama_options.py"), str(args.prompts), "", "--runs", "1",
-                 "--backend", str(module), "--json"],
-                capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                [sys.executable, str(ROOT / "bench" / "llama_options.py"), str(args.prompts), "", "--runs", "1", "--json"],
+                capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT), "LLAMA_CPP_LIB_PATH": str(libs[name])},
             )  # fmt: skip
             if proc.returncode != 0:
                 raise SystemExit(f"{name}: {proc.stderr[-2000:]}")

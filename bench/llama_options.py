@@ -37,16 +37,14 @@ def main() -> None:
     parser.add_argument("prompts", type=Path)
     parser.add_argument("variants", nargs="+", help="comma-separated overrides, e.g. n_ubatch=256,flash_attn=1")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--backend", type=Path, help="a libggml-cpu-*.so to load instead of the installed one")
     parser.add_argument("--json", action="store_true", help="print the raw numbers as JSON (bench/cpu_flags.py)")
     args = parser.parse_args()
 
     import llama_cpp
     import numpy as np
 
-    from rag.generation import load_cpu_backend, loaded_cpu_variant, open_llama
+    from rag.generation import loaded_cpu_variant, open_llama
 
-    load_cpu_backend(args.backend)
     data = json.loads(args.prompts.read_text())
     prefix = data["prefix"]
     llms = []

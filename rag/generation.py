@@ -188,17 +188,19 @@ _CPU_VARIANT = re.compile(r"libggml-cpu-([\w.]+)\.so")
 
 
 def _llama_lib_dir() -> Path:
-    import llama_cpp
+    """Where llama_cpp loaded libllama from (its lib/, or LLAMA_CPP_LIB_PATH)."""
+    from llama_cpp import llama_cpp as bindings
 
-    return Path(llama_cpp.__file__).resolve().parent / "lib"
+    return Path(bindings._base_path).resolve()
 
 
-def load_cpu_backend(module: Path | None = None) -> str | None:
+def load_cpu_backend() -> str | None:
     """Load the CPU backend that fits this CPU, once; return its variant name, or None for a single-CPU build.
 
     ggml scores every libggml-cpu-*.so next to libggml by the CPU's cpuid and loads the best one
     whose instructions the CPU has; a CPU older than every variant gets a ModelError, not a crash.
-    MODULE: load this libggml-cpu-*.so instead (bench/cpu_flags.py times modules built with other flags).
+    The Makefile's build does this when llama_cpp is imported (patches/llama-cpp-python.patch, so
+    `python -m llama_cpp.server` works too); here it is checked, and done for a build without the patch.
     """
     import ctypes
 
@@ -213,11 +215,6 @@ def load_cpu_backend(module: Path | None = None) -> str | None:
     ggml = bindings._lib
     ggml.ggml_backend_reg_by_name.argtypes = [ctypes.c_char_p]
     ggml.ggml_backend_reg_by_name.restype = ctypes.c_void_p
-    if module is not None and not ggml.ggml_backend_reg_by_name(b"CPU"):
-        ggml.ggml_backend_load.argtypes = [ctypes.c_char_p]
-        ggml.ggml_backend_load.restype = ctypes.c_void_p
-        if not ggml.ggml_backend_load(str(module).encode()):
-            raise ModelError(f"llama.cpp could not load the CPU backend {module}.")
     if not ggml.ggml_backend_reg_by_name(b"CPU"):
         ggml.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
         ggml.ggml_backend_load_all_from_path(str(lib_dir).encode())
