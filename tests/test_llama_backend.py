@@ -96,3 +96,24 @@ def test_llama_options_come_from_the_environment() -> None:
 
     s = Settings.from_env({"RAG_FLASH_ATTN": "1", "RAG_KV_CACHE_TYPE": "q8_0", "RAG_N_UBATCH": "256"})
     assert (s.flash_attn, s.kv_cache_type, s.n_ubatch) == (True, "q8_0", 256)
+
+
+def test_plain_llama_cpp_finds_its_cpu_backend_quietly() -> None:
+    """`python -m llama_cpp.server` or a bare `Llama(...)` (no rag code) must get a CPU backend, with no log noise."""
+    import subprocess
+
+    from rag.generation import _llama_lib_dir
+
+    if not any(_llama_lib_dir().glob("libggml-cpu-*.so")):
+        pytest.skip("llama-cpp-python was built with one CPU backend (no GGML_BACKEND_DL); see the Makefile")
+    code = (
+        "import ctypes\n"
+        "from llama_cpp import llama_cpp as b\n"
+        "b._lib.ggml_backend_reg_by_name.argtypes = [ctypes.c_char_p]\n"
+        "b._lib.ggml_backend_reg_by_name.restype = ctypes.c_void_p\n"
+        "print(bool(b._lib.ggml_backend_reg_by_name(b'CPU')))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "True", "llama_cpp imported without a CPU backend: rebuild with the Makefile's patch"
+    assert proc.stderr == "", proc.stderr
