@@ -17,7 +17,7 @@ LLAMA_VERSION := 0.3.36
 # AVX-512 / AVX-VNNI levels: each variant costs a full compile of the CPU backend.
 # patches/llama-cpp-python.patch adds GGML_CPU_VARIANT_LIST to build only these (upstream builds all 14)
 # and stops llama-cpp-python from forcing llama.cpp's `common` library (with its HTTP client), which
-# nothing in the package links. LLAVA_BUILD=OFF: the multimodal library is not used either.
+# nothing in the package links, and makes `import llama_cpp` load the CPU variant (nothing else does). LLAVA_BUILD=OFF: the multimodal library is not used either.
 # The wheel is kept outside the repo in a folder named by a hash of these flags and the patch, so a
 # rebuild happens once per machine and again only when they change (pip's cache ignores CMAKE_ARGS).
 LLAMA_CPU_VARIANTS := x64;haswell;icelake
@@ -34,7 +34,7 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip wheel
 
 $(LLAMA_WHEELS)/.built: | $(BIN)/python
-	@echo "Building llama-cpp-python $(LLAMA_VERSION), CPU variants $(LLAMA_CPU_VARIANTS) (~20 CPU-minutes, once per machine)..."
+	@echo "Building llama-cpp-python $(LLAMA_VERSION), CPU variants $(LLAMA_CPU_VARIANTS) (~7 minutes on 2 cores, once per machine)..."
 	rm -rf $(LLAMA_WHEELS)/src && mkdir -p $(LLAMA_WHEELS)/src
 	$(BIN)/pip download --no-deps --no-binary :all: -d $(LLAMA_WHEELS)/src llama-cpp-python==$(LLAMA_VERSION)
 	tar -xzf $(LLAMA_WHEELS)/src/llama_cpp_python-$(LLAMA_VERSION).tar.gz -C $(LLAMA_WHEELS)/src
