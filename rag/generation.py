@@ -183,7 +183,8 @@ def build_messages(
 
 # llama.cpp built with GGML_BACKEND_DL + GGML_CPU_ALL_VARIANTS (see the Makefile) ships one CPU
 # backend per instruction-set level (libggml-cpu-haswell.so, libggml-cpu-icelake.so, ...) and
-# loads none by itself; llama-cpp-python does not load them either (abetlen/llama-cpp-python#2069).
+# loads none by itself; upstream llama-cpp-python does not load them either
+# (abetlen/llama-cpp-python#2069), the Makefile's patched build does at import.
 _CPU_VARIANT = re.compile(r"libggml-cpu-([\w.]+)\.so")
 
 
