@@ -87,7 +87,10 @@ _ASK_COUNT = re.compile("何(" + "|".join(map(re.escape, _COUNTERS)) + ")")
 _ASK_PERCENT = re.compile(r"何%|何パーセント|割合|比率|支持率")
 _ASK_AMOUNT = re.compile(r"いくら|金額|総額|費用|予算|価格|値段")
 _AMOUNT = re.compile(r"円|ドル|ユーロ|ポンド|ルーブル|フリヴニャ|グリブナ|人民元|ウォン|元")
-_ASK_TIME = re.compile(r"いつ(?!も|か|でも)|何年|何月|何日|何時|何世紀|何曜|時期|年代|西暦|何年代")
+# 時期 or 年代 alone is a topic (「長い雨の時期を何という」); with どの or 何 it asks when.
+_ASK_TIME = re.compile(
+    r"いつ(?!も|か|でも)|何年|何月|何日|何時|何世紀|何曜|何年代|何時代|(?:どの|どういう|どんな)(?:時期|年代|時代|頃)"
+)
 _TIME = re.compile(
     _NUMBER + r"\s*(?:年|月|日|時|分|世紀|年代)|昨年|今年|来年|去年|昨日|今日|明日|先月|今月|来月|先週|今週|来週|"
     r"曜|春|夏|秋|冬|朝|昼|夜|夕方|午前|午後|上旬|中旬|下旬|初め|初頭|末|半ば|時代|頃|ごろ|以前|以降|直前|直後|"
@@ -145,11 +148,24 @@ def _kind_of_place(phrase: str) -> str | None:
     return None
 
 
+# Any interrogative: one after a typed ask means the typed one sits in a clause of the question
+# (「いつ、どこで誕生したのかという過程は何」 asks for a name, not a date).
+_INTERROGATIVE = re.compile(r"何|なに|なん|誰|だれ|どこ|どちら|どの|どんな|どう|いつ(?!も|か|でも)|いくら|いくつ|どれ")
+
+
+def _asked(pattern: re.Pattern[str], question: str) -> re.Match[str] | None:
+    """The last match of a typed ask, if no other interrogative comes after it (it is what is asked)."""
+    matches = list(pattern.finditer(question))
+    if not matches or _INTERROGATIVE.search(question, matches[-1].end()):
+        return None
+    return matches[-1]
+
+
 def misfit(question: str, answer: str) -> str | None:
     """Why the answer is not the kind of thing the question asks for, or None when it fits (or nothing is asked)."""
     q, a = _nfkc(question), _nfkc(_MARKER.sub("", answer))
     phrase = answer_phrase(answer, question)
-    if m := _ASK_COUNT.search(q):
+    if m := _asked(_ASK_COUNT, q):
         counter = m.group(1)
         if counter == "人":  # 何人 is also なにじん ("ゲルマン人") and people are counted in 名 too
             if not re.search(r"人|名", a):
@@ -158,11 +174,11 @@ def misfit(question: str, answer: str) -> str | None:
             counter in ("%", "パーセント") and re.search(r"\d\s*(?:%|パーセント)", a)
         ):
             return f"何{counter} asks for a count in {counter}"
-    if _ASK_PERCENT.search(q) and not re.search(r"%|パーセント|\d\s*割|[一二三四五六七八九十]割|分の", a):
+    if _asked(_ASK_PERCENT, q) and not re.search(r"%|パーセント|\d\s*割|[一二三四五六七八九十]割|分の", a):
         return "the question asks for a share"
-    if _ASK_AMOUNT.search(q) and not _AMOUNT.search(a):
+    if _asked(_ASK_AMOUNT, q) and not _AMOUNT.search(a):
         return "the question asks for an amount of money"
-    if _ASK_TIME.search(q) and not _TIME.search(a):
+    if _asked(_ASK_TIME, q) and not _TIME.search(a):
         return "いつ asks for a date or time"
     if m := _ASK_DIVISION.search(q):
         asked = m.group(1) or m.group(2)

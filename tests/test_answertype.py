@@ -32,6 +32,8 @@ def test_the_answer_phrase_drops_markers_copula_and_the_restated_question() -> N
         ("本部はどこにありますか?", "2024年です。"),
         ("回答者数は何人ですか?", "回答者数は15.9%でした。"),
         ("ブダノフ氏は何歳ですか?", "2016年に暗殺された。"),
+        ("どの時期に梅雨が明けますか?", "北海道です。"),  # どの時期 asks when
+        ("条約が結ばれたのは何年何月ですか?", "パリです。"),
     ],
 )
 def test_an_answer_of_another_kind_does_not_fit(question: str, answer: str) -> None:
@@ -57,6 +59,12 @@ def test_an_answer_of_another_kind_does_not_fit(question: str, answer: str) -> N
         ("本部はどこにありますか?", "ヴィースバーデンです。"),
         ("どの国が兵士を派遣しましたか?", "北朝鮮です。"),
         ("いつも使われる言葉は何ですか?", "こんにちはです。"),  # いつも is not いつ
+        # A time or share word that is only the topic, or a typed ask inside a clause: a name is asked.
+        ("長い雨の時期が終わることを何といいますか?", "梅雨明けです。"),
+        ("生命がいつ、どこで生まれたのかを問う分野は何ですか?", "生命の起源です。"),
+        ("支持率が最も高い政党はどこですか?", "与党です。"),
+        ("予算を決めるのは誰ですか?", "国会です。"),
+        ("何人もの学者が唱えた説は何と呼ばれますか?", "地動説です。"),
     ],
 )
 def test_an_answer_of_the_asked_kind_fits(question: str, answer: str) -> None:
