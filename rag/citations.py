@@ -7,6 +7,8 @@ import unicodedata
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 
+from rag.answertype import answer_phrase
+
 REFUSAL_TEXT = "資料には記載がありません。"
 # A sentence is supported by a passage when this share of its new information (the character
 # bigrams it does not merely repeat from the question) appears in the passage.
@@ -123,18 +125,24 @@ def attach_citations(answer: str, passages: list[str], *, question: str = "") ->
 
     A marker the model wrote is kept if its passage supports the sentence, moved to the passage
     that does if not, and dropped if none does; a sentence without a marker gets one when a
-    passage supports it. Returns the new text and the cited passages in first-cited order.
+    passage supports it. The sentence that states the answer phrase cites, among the passages
+    that support it, those holding the phrase itself when there are any (the model often numbers
+    a passage on the same topic). Returns the new text and the cited passages in first-cited order.
     """
     text = _MARKER.sub(
         lambda m: "".join(f"[{x.strip()}]" for x in re.split(r"[,、]", m.group(1))),
         answer.translate(_FULLWIDTH).strip(),
     )
+    phrase = _span_norm(answer_phrase(text, question)).strip("、。,.")
+    holding = {n for n, p in enumerate(passages, start=1) if phrase and phrase_found(phrase, [p])}
     cited: dict[int, Cited] = {}
-    lines = [_cite_line(line, passages, question, cited) for line in text.split("\n")]
+    lines = [_cite_line(line, passages, question, cited, (phrase, holding)) for line in text.split("\n")]
     return "\n".join(lines).strip(), list(cited.values())
 
 
-def _cite_line(text: str, passages: list[str], question: str, cited: dict[int, Cited]) -> str:
+def _cite_line(
+    text: str, passages: list[str], question: str, cited: dict[int, Cited], phrase: tuple[str, set[int]]
+) -> str:
     out: list[str] = []
     for m in _SENTENCE.finditer(text):
         chunk = m.group(0)
@@ -144,11 +152,13 @@ def _cite_line(text: str, passages: list[str], question: str, cited: dict[int, C
             out.append(body)
             continue
         scores = {n: support(body, passages[n - 1], question=question) for n in range(1, len(passages) + 1)}
-        keep = [n for n in dict.fromkeys(claimed) if n in scores and scores[n] >= MIN_SUPPORT]
-        if not keep and scores:
-            best = max(scores, key=lambda n: scores[n])
-            if scores[best] >= MIN_SUPPORT:
-                keep = [best]
+        pool = [n for n in scores if scores[n] >= MIN_SUPPORT]
+        words, holding = phrase
+        if words and words in _span_norm(body) and (with_phrase := [n for n in pool if n in holding]):
+            pool = with_phrase
+        keep = [n for n in dict.fromkeys(claimed) if n in pool]
+        if not keep and pool:
+            keep = [max(pool, key=lambda n: scores[n])]
         for n in keep:
             cited.setdefault(n, Cited(n=n, quote=quote_span(body, passages[n - 1], question=question)))
         # Markers go before the closing 。 as Japanese text puts notes: 「…スジャです[1]。」

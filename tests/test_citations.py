@@ -66,3 +66,15 @@ def test_the_cited_passage_must_hold_the_answer_phrase_itself() -> None:
     assert phrase_found("制圧地域を広げてきた", [passage])  # a clause in the model's words: support() judges it
     long_answer = "ロシア軍は攻勢を強めて制圧地域を広げ、ウクライナ軍は撤退を迫られている"
     assert phrase_found(long_answer, [passage])  # an explanation is judged sentence by sentence elsewhere
+
+
+def test_the_answer_cites_the_passage_that_holds_its_phrase_over_one_on_the_same_topic() -> None:
+    question = "町の東にある山は何ですか?"
+    topic = "町の東には高い山があり、尾根が続く。高尾の山です。"  # supports the words, not 「高尾山」
+    holder = "高尾山は町の東にそびえる。"
+    text, cited = attach_citations("町の東にある山は高尾山です[1]。", [topic, holder], question=question)
+    assert text == "町の東にある山は高尾山です[2]。"
+    assert [c.n for c in cited] == [2] and cited[0].quote == holder
+    # With no passage holding the phrase, the supported marker the model wrote stays.
+    text, _ = attach_citations("町の東にある山は高尾の山です[1]。", [topic, "町の西に川がある。"], question=question)
+    assert text.endswith("[1]。")
