@@ -28,16 +28,22 @@ from rescore import hits_of, load_records, rescore
 MAX_FALSE_REFUSALS = 0.05
 
 
-def rows(paths: list[Path]) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """Features and labels of the answers the rule checks let through; counts for the report."""
-    feats, labels = [], []
-    counts = {"records": 0, "passed_rules": 0, "right": 0}
+def rows(paths: list[Path]) -> tuple[np.ndarray, np.ndarray, dict[str, int], np.ndarray]:
+    """Features and labels of the answers the rule checks let through; counts for the report; which
+    of those answers are to unanswerable questions."""
+    feats, labels, unanswerable = [], [], []
+    counts = {"records": 0, "passed_rules": 0, "right": 0, "answerable": 0, "unanswerable": 0}
+    counts |= {"rule_refused_answerable": 0, "rule_refused_unanswerable": 0}
     for path in paths:
         for record in load_records(path):
             counts["records"] += 1
             item, answer, rec = rescore(record)
+            kind = "unanswerable" if item.unanswerable else "answerable"
+            counts[kind] += 1
             if answer.refused:
+                counts[f"rule_refused_{kind}"] += 1
                 continue
+            unanswerable.append(item.unanswerable)
             counts["passed_rules"] += 1
             hits = hits_of(record)
             cited = [hits[c.n - 1].chunk.text for c in answer.citations]
@@ -45,7 +51,19 @@ def rows(paths: list[Path]) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
             feats.append(ev.features())
             labels.append(1 if rec.correct else 0)
             counts["right"] += rec.correct
-    return np.array(feats, dtype=float), np.array(labels, dtype=int), counts
+    return np.array(feats, dtype=float), np.array(labels, dtype=int), counts, np.array(unanswerable, dtype=bool)
+
+
+def curve(probs: np.ndarray, y: np.ndarray, unans: np.ndarray, counts: dict[str, int]) -> None:
+    """What each threshold does to all the tuning questions: unanswerable refused, answerable refused, right."""
+    print("threshold: unanswerable refused, answerable refused (false refusals), answerable right")
+    for t in np.arange(0.0, 0.61, 0.05):
+        low = probs < t
+        refused_unans = counts["rule_refused_unanswerable"] + int((low & unans).sum())
+        refused_ans = counts["rule_refused_answerable"] + int((low & ~unans).sum())
+        right = int(((~low) & (y == 1)).sum())
+        n_unans, n_ans = max(counts["unanswerable"], 1), max(counts["answerable"], 1)
+        print(f"  {t:.2f}: {refused_unans / n_unans:.3f}  {refused_ans / n_ans:.3f}  {right / n_ans:.3f}")
 
 
 def fit(x: np.ndarray, y: np.ndarray) -> tuple[list[float], float]:
@@ -62,7 +80,7 @@ def main() -> None:
     args = parser.parse_args()
     # The answers the rule checks let through, not those the current fitted decision lets through.
     aw.THRESHOLD = aw.THRESHOLD_NO_LOGPROBS = 0.0
-    x, y, counts = rows(args.files)
+    x, y, counts, unans = rows(args.files)
     print("counts", counts)
     for name, cols in (("WEIGHTS", [0, 1, 2, 3]), ("WEIGHTS_NO_LOGPROBS", [0, 1])):
         weights, bias = fit(x[:, cols], y)
@@ -84,6 +102,10 @@ def main() -> None:
             if false_ref <= MAX_FALSE_REFUSALS:
                 best = (round(float(t), 2), round(float(caught), 3), round(float(false_ref), 3))
         print(f"threshold (wrong answers caught, right answers refused): {best}")
+        curve(probs, y, unans, counts)
+    current = np.array([aw.probability(aw.Evidence(*row)) for row in x])
+    print("\nthe committed WEIGHTS:")
+    curve(current, y, unans, counts)
 
 
 if __name__ == "__main__":

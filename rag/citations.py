@@ -120,28 +120,38 @@ def is_refusal(text: str) -> bool:
     return bool(_REFUSALS.search(unicodedata.normalize("NFKC", text)))
 
 
-def attach_citations(answer: str, passages: list[str], *, question: str = "") -> tuple[str, list[Cited]]:
+def attach_citations(
+    answer: str, passages: list[str], *, question: str = "", titles: list[str] | None = None
+) -> tuple[str, list[Cited]]:
     """Rewrite the answer so each sentence cites the passage that supports it, and only such a passage.
 
     A marker the model wrote is kept if its passage supports the sentence, moved to the passage
     that does if not, and dropped if none does; a sentence without a marker gets one when a
     passage supports it. The sentence that states the answer phrase cites, among the passages
     that support it, those holding the phrase itself when there are any (the model often numbers
-    a passage on the same topic). Returns the new text and the cited passages in first-cited order.
+    a passage on the same topic). A passage's article title (titles, shown to the model and the
+    reader with it) counts as part of the passage; quotes come from the passage text. Returns the new text and the cited passages in
+    first-cited order.
     """
     text = _MARKER.sub(
         lambda m: "".join(f"[{x.strip()}]" for x in re.split(r"[,、]", m.group(1))),
         answer.translate(_FULLWIDTH).strip(),
     )
     phrase = _span_norm(answer_phrase(text, question)).strip("、。,.")
-    holding = {n for n, p in enumerate(passages, start=1) if phrase and phrase_found(phrase, [p])}
+    titled = [f"{t}\n{p}" for t, p in zip(titles, passages, strict=True)] if titles else passages
+    holding = {n for n, p in enumerate(titled, start=1) if phrase and phrase_found(phrase, [p])}
     cited: dict[int, Cited] = {}
-    lines = [_cite_line(line, passages, question, cited, (phrase, holding)) for line in text.split("\n")]
+    lines = [_cite_line(line, passages, titled, question, cited, (phrase, holding)) for line in text.split("\n")]
     return "\n".join(lines).strip(), list(cited.values())
 
 
 def _cite_line(
-    text: str, passages: list[str], question: str, cited: dict[int, Cited], phrase: tuple[str, set[int]]
+    text: str,
+    passages: list[str],
+    titled: list[str],
+    question: str,
+    cited: dict[int, Cited],
+    phrase: tuple[str, set[int]],
 ) -> str:
     out: list[str] = []
     for m in _SENTENCE.finditer(text):
@@ -151,7 +161,7 @@ def _cite_line(
         if not _norm(body) or is_refusal(body):
             out.append(body)
             continue
-        scores = {n: support(body, passages[n - 1], question=question) for n in range(1, len(passages) + 1)}
+        scores = {n: support(body, titled[n - 1], question=question) for n in range(1, len(passages) + 1)}
         pool = [n for n in scores if scores[n] >= MIN_SUPPORT]
         words, holding = phrase
         if words and words in _span_norm(body) and (with_phrase := [n for n in pool if n in holding]):

@@ -112,9 +112,11 @@ def make_answer(
     the answerability decision uses its fallback weights, see rag/answerability.py).
     """
     passages = [_citation(n, hit) for n, hit in enumerate(hits, start=1)]
-    text, cited = attach_citations(raw_text, [h.chunk.text for h in hits], question=question)
+    titles = [h.chunk.title for h in hits]
+    text, cited = attach_citations(raw_text, [h.chunk.text for h in hits], question=question, titles=titles)
     cited_texts = [hits[c.n - 1].chunk.text for c in cited]
-    reason = refusal_reason(question, text, cited, cited_texts)
+    # The article title goes with its passage: the model reads it, the reader sees it next to the quote.
+    reason = refusal_reason(question, text, cited, [f"{titles[c.n - 1]}\n{hits[c.n - 1].chunk.text}" for c in cited])
     bar = answerability.threshold(has_logprobs=bool(logprobs))
     if not reason and bar > 0:
         ev = answerability.evidence(question, cited_texts, [h.chunk.text for h in hits], logprobs or [])

@@ -78,3 +78,19 @@ def test_the_answer_cites_the_passage_that_holds_its_phrase_over_one_on_the_same
     # With no passage holding the phrase, the supported marker the model wrote stays.
     text, _ = attach_citations("町の東にある山は高尾の山です[1]。", [topic, "町の西に川がある。"], question=question)
     assert text.endswith("[1]。")
+
+
+def test_the_article_title_counts_as_part_of_its_passage() -> None:
+    from rag.pipeline import make_answer
+    from rag.types import Chunk, Hit
+
+    # Encyclopedia-style text leaves the subject to the title: the model reads it there, and so does
+    # the reader next to the quote.
+    question = "ユーラシア大陸の北西部にあって、アジアの西に位置する地域はどこ?"
+    text = "は、ユーラシア大陸の北西部にある地域。アジアの西に位置する。"
+    hits = [Hit(Chunk("d0/0", "d0", "a.txt", "ヨーロッパ", text, 0), 0.9)]
+    answer = make_answer(question, "アジアの西に位置する地域はヨーロッパです[1]。", hits)
+    assert not answer.refused and answer.text == "アジアの西に位置する地域はヨーロッパです[1]。"
+    assert answer.citations[0].title == "ヨーロッパ"
+    # A name in neither the title nor the text is still not supported.
+    assert make_answer(question, "アジアの西に位置する地域はオセアニアです[1]。", hits).refused
