@@ -1,13 +1,15 @@
 """Fit the answerability decision on the tuning half and print its calibration curve (run on demand).
 
     python eval/fit_answerability.py OUT/refusal-tune.jsonl OUT/jsquad-tune.jsonl [OUT/seed.jsonl]
+    python eval/fit_answerability.py --curve-only OUT/refusal-report.jsonl   # report sets: no fit
 
 Reads the raw outputs eval/quality.py saved for the TUNING sets only, applies today's rule checks,
 and for every answer that passes them measures the evidence (rag/answerability.py). The label is
 "the answer is right" (an answerable question answered correctly); an answer to an unanswerable
 question, or a wrong one, is a 0. Prints logistic weights for rag/answerability.py (with and without
 token log-probabilities), the calibration curve, and the threshold that refuses most wrong answers
-while keeping false refusals of right answers at or under 5%.
+while keeping false refusals of right answers at or under 5%, and for each fit and the committed
+weights the refusal curve over all the questions (unanswerable refused, answerable refused, right).
 """
 
 from __future__ import annotations
@@ -77,12 +79,15 @@ def fit(x: np.ndarray, y: np.ndarray) -> tuple[list[float], float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="+", type=Path)
+    parser.add_argument(
+        "--curve-only", action="store_true", help="no fit: the committed weights' refusal curve (for the report sets)"
+    )
     args = parser.parse_args()
     # The answers the rule checks let through, not those the current fitted decision lets through.
     aw.THRESHOLD = aw.THRESHOLD_NO_LOGPROBS = 0.0
     x, y, counts, unans = rows(args.files)
     print("counts", counts)
-    for name, cols in (("WEIGHTS", [0, 1, 2, 3]), ("WEIGHTS_NO_LOGPROBS", [0, 1])):
+    for name, cols in () if args.curve_only else (("WEIGHTS", [0, 1, 2, 3]), ("WEIGHTS_NO_LOGPROBS", [0, 1])):
         weights, bias = fit(x[:, cols], y)
         full = [0.0] * 4
         for c, w in zip(cols, weights, strict=True):

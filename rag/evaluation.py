@@ -262,8 +262,9 @@ def score_answer(item: QAItem, answer: Answer) -> AnswerRecord:
     correct = (not item.unanswerable) and any(normalize(a) in text for a in item.answers)
     citation_ok = None
     if not item.unanswerable and correct:
+        # The reader sees a cited passage under its article title: both are what the citation shows.
         citation_ok = any(
-            c.source == item.source and any(normalize(a) in normalize(c.text) for a in item.answers)
+            c.source == item.source and any(normalize(a) in normalize(f"{c.title}\n{c.text}") for a in item.answers)
             for c in answer.citations
         )
     return AnswerRecord(

@@ -78,6 +78,14 @@ def test_answer_scoring_accuracy_citation_and_refusals() -> None:
     scores = answer_scores([good, wrong_cite, refused])
     assert scores["accuracy"] == 1.0 and scores["citation_accuracy"] == 0.5
     assert scores["refusal_rate_unanswerable"] == 1.0 and scores["false_refusal_rate"] == 0.0
+
+
+def test_a_citation_whose_title_holds_the_answer_counts_but_another_article_does_not() -> None:
+    item = QAItem("1", "保安の後の元号は?", ["天治"], "a.txt")
+    titled = Citation(n=1, source="a.txt", title="天治", text="は、日本の元号の一つ。保安の後。", score=1.0, chunk_id="c")
+    assert score_answer(item, Answer("q", "天治です[1]。", [titled])).citation_ok
+    elsewhere = Citation(n=1, source="b.txt", title="天治", text="保安の後。", score=1.0, chunk_id="c")
+    assert not score_answer(item, Answer("q", "天治です[1]。", [elsewhere])).citation_ok
     assert char_f1("スジャです", ["スジャ"]) == pytest.approx(2 * 0.6 * 1 / 1.6)
 
 
