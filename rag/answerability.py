@@ -2,10 +2,11 @@
 
 Every answer that passes the rule checks (the model did not refuse, a passage supports each
 sentence, the answer is of the kind asked) still gets one more look: does the cited passage speak
-about what the question asks (the question's content words found in it), and was the model sure
-of what it wrote (the log-probabilities of its tokens)? A logistic model fitted on the tuning half
-(eval/fit_answerability.py; weights below, curve in bench/README.md) turns these into the
-probability that the answer is right; below THRESHOLD the answer becomes the refusal.
+about what the question asks (the question's content words found in it)? A logistic model fitted
+on the tuning half (eval/fit_answerability.py; weights below, curve in bench/README.md) turns this
+into the probability that the answer is right; below THRESHOLD the answer becomes the refusal.
+The log-probabilities of the answer's tokens are measured too (Evidence), but a fit that reads them
+did worse on the tuning half, so today's weights give them 0.
 """
 
 from __future__ import annotations
@@ -93,20 +94,20 @@ def evidence(question: str, cited: Sequence[str], passages: Sequence[str], logpr
 
 
 # Fitted by eval/fit_answerability.py on the tuning half; see bench/README.md for the curve.
-# WEIGHTS read all four signals; WEIGHTS_NO_LOGPROBS the two coverages only, for a backend that
-# returns no token log-probabilities (its log-probability features are then ignored).
-# Fitted on 110 tuning-half answers (refusal-tune, jsquad-tune; 72 passed the rule checks, 38 right).
-# The thresholds refuse the most wrong answers while refusing at most 5% of the right ones there
-# (in-sample: 68% of the wrong ones caught, 2.6% of the right ones refused).
-WEIGHTS: list[float] = [1.6613, 1.8008, 0.2832, 1.0306]
-BIAS = -1.4112
-WEIGHTS_NO_LOGPROBS: list[float] = [1.9251, 2.0195, 0.0, 0.0]
-BIAS_NO_LOGPROBS = -2.6261
-THRESHOLD = 0.34  # an answer below this probability of being right is refused (0: the decision is off)
-# Without log-probabilities only word coverage is left, and it misjudges paraphrase: the chat page's
-# example 「ゼレンスキー氏の再選を願う国民の割合は…」 is answered right from a passage that says it in
-# other words (confidence 0.34). So the fallback refuses no right answer of the tuning half: any
-# threshold in 0.25-0.34 does that (56% of the wrong answers caught, 0% of the right ones refused).
+# Refit on 330 tuning-half answers (refusal-tune 100 + jsquad-tune 158 with today's prompt, refusal-tune
+# 67 with the prompt before it; 264 passed the rule checks, 175 right). The fit on the two coverages
+# alone measured better at the issue's target than the one with log-probabilities too (unanswerable
+# questions of the tuning half refused 0.96 with 6.6% of answerable ones refused, against 0.91 and
+# 7.4% at the same threshold; bench/README.md), so it decides with or without a backend that returns
+# log-probabilities: the embedded model and a server take the same decision. WEIGHTS keeps four
+# slots so a refit on more data can bring the log-probabilities back.
+WEIGHTS: list[float] = [2.7073, 2.0913, 0.0, 0.0]
+BIAS = -2.8761
+WEIGHTS_NO_LOGPROBS: list[float] = WEIGHTS
+BIAS_NO_LOGPROBS = BIAS
+# The threshold that refuses at least 90% of the tuning half's unanswerable questions with the
+# fewest answerable ones refused (curve in bench/README.md).
+THRESHOLD = 0.25  # an answer below this probability of being right is refused (0: the decision is off)
 THRESHOLD_NO_LOGPROBS = 0.25
 
 
