@@ -120,6 +120,11 @@ def is_refusal(text: str) -> bool:
     return bool(_REFUSALS.search(unicodedata.normalize("NFKC", text)))
 
 
+def with_title(title: str, text: str) -> str:
+    """A passage as the model and the reader see it: under its article title."""
+    return f"{title}\n{text}" if title else text
+
+
 def attach_citations(
     answer: str, passages: list[str], *, question: str = "", titles: list[str] | None = None
 ) -> tuple[str, list[Cited]]:
@@ -129,19 +134,18 @@ def attach_citations(
     that does if not, and dropped if none does; a sentence without a marker gets one when a
     passage supports it. The sentence that states the answer phrase cites, among the passages
     that support it, those holding the phrase itself when there are any (the model often numbers
-    a passage on the same topic). A passage's article title (titles, shown to the model and the
-    reader with it) counts as part of the passage; quotes come from the passage text. Returns the new text and the cited passages in
-    first-cited order.
+    a passage on the same topic). A passage's article title (titles) counts as part of it; quotes
+    come from the passage text. Returns the new text and the cited passages in first-cited order.
     """
     text = _MARKER.sub(
         lambda m: "".join(f"[{x.strip()}]" for x in re.split(r"[,、]", m.group(1))),
         answer.translate(_FULLWIDTH).strip(),
     )
     phrase = _span_norm(answer_phrase(text, question)).strip("、。,.")
-    titled = [f"{t}\n{p}" for t, p in zip(titles, passages, strict=True)] if titles else passages
+    titled = [with_title(t, p) for t, p in zip(titles, passages, strict=True)] if titles else passages
     holding = {n for n, p in enumerate(titled, start=1) if phrase and phrase_found(phrase, [p])}
     cited: dict[int, Cited] = {}
-    lines = [_cite_line(line, passages, titled, question, cited, (phrase, holding)) for line in text.split("\n")]
+    lines = [_cite_line(line, passages, titled, question, cited, phrase, holding) for line in text.split("\n")]
     return "\n".join(lines).strip(), list(cited.values())
 
 
@@ -151,7 +155,8 @@ def _cite_line(
     titled: list[str],
     question: str,
     cited: dict[int, Cited],
-    phrase: tuple[str, set[int]],
+    phrase: str,
+    holding: set[int],
 ) -> str:
     out: list[str] = []
     for m in _SENTENCE.finditer(text):
@@ -163,8 +168,7 @@ def _cite_line(
             continue
         scores = {n: support(body, titled[n - 1], question=question) for n in range(1, len(passages) + 1)}
         pool = [n for n in scores if scores[n] >= MIN_SUPPORT]
-        words, holding = phrase
-        if words and words in _span_norm(body) and (with_phrase := [n for n in pool if n in holding]):
+        if phrase and phrase in _span_norm(body) and (with_phrase := [n for n in pool if n in holding]):
             pool = with_phrase
         keep = [n for n in dict.fromkeys(claimed) if n in pool]
         if not keep and pool:

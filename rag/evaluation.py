@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from rag.citations import is_refusal
+from rag.citations import is_refusal, with_title
 from rag.errors import RagError
 from rag.types import Answer, Document, Hit
 
@@ -262,9 +262,8 @@ def score_answer(item: QAItem, answer: Answer) -> AnswerRecord:
     correct = (not item.unanswerable) and any(normalize(a) in text for a in item.answers)
     citation_ok = None
     if not item.unanswerable and correct:
-        # The reader sees a cited passage under its article title: both are what the citation shows.
         citation_ok = any(
-            c.source == item.source and any(normalize(a) in normalize(f"{c.title}\n{c.text}") for a in item.answers)
+            c.source == item.source and any(normalize(a) in normalize(with_title(c.title, c.text)) for a in item.answers)
             for c in answer.citations
         )
     return AnswerRecord(

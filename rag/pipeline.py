@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rag import answerability
 from rag.answertype import answer_phrase, misfit
-from rag.citations import REFUSAL_TEXT, attach_citations, is_refusal, phrase_found
+from rag.citations import REFUSAL_TEXT, attach_citations, is_refusal, phrase_found, with_title
 from rag.config import Settings
 from rag.embedding import Embedder
 from rag.errors import BusyError, QuestionError, QuestionTooLongError, RagError, SeedsError
@@ -115,8 +115,7 @@ def make_answer(
     titles = [h.chunk.title for h in hits]
     text, cited = attach_citations(raw_text, [h.chunk.text for h in hits], question=question, titles=titles)
     cited_texts = [hits[c.n - 1].chunk.text for c in cited]
-    # The article title goes with its passage: the model reads it, the reader sees it next to the quote.
-    reason = refusal_reason(question, text, cited, [f"{titles[c.n - 1]}\n{hits[c.n - 1].chunk.text}" for c in cited])
+    reason = refusal_reason(question, text, cited, [with_title(titles[c.n - 1], hits[c.n - 1].chunk.text) for c in cited])
     bar = answerability.threshold(has_logprobs=bool(logprobs))
     if not reason and bar > 0:
         ev = answerability.evidence(question, cited_texts, [h.chunk.text for h in hits], logprobs or [])
