@@ -27,7 +27,10 @@ QA = Path(__file__).resolve().parent.parent / "eval" / "seed_qa.jsonl"
 
 
 def questions(n: int) -> list[str]:
-    """The first n+1 answerable, standalone seed questions (one for warm-up)."""
+    """The first n+1 answerable, standalone seed questions (one for warm-up).
+
+    Read as plain JSON, not with rag.evaluation: the child imports another checkout's `rag`.
+    """
     rows = [json.loads(line) for line in QA.read_text(encoding="utf-8").splitlines() if line.strip()]
     return [r["question"] for r in rows if not r.get("unanswerable") and not r.get("history")][: n + 1]
 
