@@ -108,7 +108,7 @@ BIAS_NO_LOGPROBS = BIAS
 # The threshold that refuses at least 90% of the tuning half's unanswerable questions with the
 # fewest answerable ones refused (curve in bench/README.md).
 THRESHOLD = 0.25  # an answer below this probability of being right is refused (0: the decision is off)
-THRESHOLD_NO_LOGPROBS = 0.25
+THRESHOLD_NO_LOGPROBS = THRESHOLD  # the same fit decides either way (above)
 
 
 def probability(ev: Evidence, *, weights: Sequence[float] | None = None, bias: float | None = None) -> float:
