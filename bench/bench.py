@@ -18,7 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rag.config import Settings
-from rag.pipeline import build_index, load_embedder, load_generator, load_pipeline
+from rag.factories import load_embedder, load_generator, load_pipeline
+from rag.ingest import build_index
 
 QUESTIONS = [
     "ロシア軍がクルスク州で奪還を目指している要衝の町はどこですか?",

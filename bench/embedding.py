@@ -6,7 +6,7 @@ Embeds the same JSQuAD paragraphs (title + text, as `rag build` embeds a passage
 and prints passages/s (median of --runs) and the cosine of each vector to the default path's
 vector (min and mean; a variant must keep min >= 0.99 to be usable without rebuilding indexes):
 
-  default         rag.index.embed_passages: slices of EMBED_BATCH, sentence-transformers batch 32, fp32
+  default         rag.build.embed_passages: slices of EMBED_BATCH, sentence-transformers batch 32, fp32
   sorted          the whole list sorted by length before slicing (less padding), order restored after
   batch 16 / 64   other sentence-transformers batch sizes
   int8 dynamic    torch dynamic int8 quantization of the Linear layers (no new dependency);
@@ -71,8 +71,8 @@ def main() -> None:
 
     import torch
 
+    from rag.build import embed_passages
     from rag.embedding import SentenceTransformerEmbedder
-    from rag.index import embed_passages
     from rag.models import resolve_embed_path
 
     texts = passages(args.passages)

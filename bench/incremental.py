@@ -45,7 +45,7 @@ LOAD_EMBEDDER = """
 import time
 started = time.perf_counter()
 from rag.config import Settings
-from rag.pipeline import load_embedder
+from rag.factories import load_embedder
 load_embedder(Settings.from_env()).embed_passages(["準備"])
 print(time.perf_counter() - started)
 """
@@ -76,7 +76,8 @@ def main() -> None:
         }
         sys.path.insert(0, str(REPO))
         from rag.config import Settings
-        from rag.pipeline import add_documents, load_embedder
+        from rag.factories import load_embedder
+        from rag.ingest import add_documents
 
         settings = Settings.from_env().with_overrides(seeds_dir=seeds, index_dir=index)
         embedder = load_embedder(settings)

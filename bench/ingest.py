@@ -4,7 +4,7 @@
 
 Writes a seeds folder of about --passages passages (JSQuAD paragraphs, each copy with its sentences
 rotated and a serial number, 100 articles per file separated by `---`, so no two passages are the
-same) and runs rag.index.build on it in a fresh process, which reports wall time, the seconds spent
+same) and runs rag.build.build on it in a fresh process, which reports wall time, the seconds spent
 inside the embedder, passages and its peak RSS (ru_maxrss). --before REPO runs the same build with
 another checkout's `rag` (e.g. the commit before a change) in the same run, for a ratio.
 
@@ -129,12 +129,12 @@ class Timed:
 def child(args: argparse.Namespace) -> None:
     """One build in this process; prints one JSON line."""
     sys.path.insert(0, str(Path(args.repo).resolve()))
+    from rag.build import build
     from rag.config import Settings
-    from rag.index import build
 
     settings = Settings.from_env()
     if args.embedder == "e5":
-        from rag.pipeline import load_embedder
+        from rag.factories import load_embedder
 
         embedder = Timed(load_embedder(settings))
     else:
@@ -164,11 +164,11 @@ def run_child(repo: Path, seeds: Path, index: Path, embedder: str) -> dict:
 def e5_rate(seeds: Path, sample: int, runs: int) -> float:
     """Real e5 passages/s on `sample` passages of the archive, in the build's batches (median of runs)."""
     sys.path.insert(0, str(REPO))
+    from rag.build import EMBED_BATCH
     from rag.chunking import chunk_documents, passage_text
     from rag.config import Settings
     from rag.documents import read_file
-    from rag.index import EMBED_BATCH
-    from rag.pipeline import load_embedder
+    from rag.factories import load_embedder
 
     settings = Settings.from_env()
     texts: list[str] = []

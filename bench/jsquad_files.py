@@ -23,9 +23,9 @@ from pathlib import Path
 
 from rag import evaluation as ev
 from rag.config import Settings
-from rag.index import VectorIndex
-from rag.pipeline import load_embedder
+from rag.factories import load_embedder
 from rag.retrieval import Retriever
+from rag.vector_index import VectorIndex
 
 REPO = Path(__file__).resolve().parent.parent
 

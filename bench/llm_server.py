@@ -23,8 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rag.config import Settings
+from rag.factories import load_generator, load_pipeline
 from rag.models import resolve_llm_path
-from rag.pipeline import RagPipeline, load_generator, load_pipeline
+from rag.pipeline import RagPipeline
 
 REPO = Path(__file__).resolve().parent.parent
 

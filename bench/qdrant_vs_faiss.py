@@ -20,10 +20,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rag import evaluation as ev
+from rag.build import build_from_documents
 from rag.config import Settings
-from rag.index import VectorIndex, build_from_documents
-from rag.pipeline import load_embedder, load_store
+from rag.factories import load_embedder, load_store
 from rag.retrieval import Retriever
+from rag.vector_index import VectorIndex
 
 
 def main() -> None:

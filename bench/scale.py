@@ -5,7 +5,7 @@
 Each size runs in its own process (so RSS is that size's alone) and prints build seconds, RSS,
 query p50/p95 of dense search, BM25 and the whole hybrid path (Retriever.retrieve, fusion included,
 the query embedding excluded: what RagPipeline.retrieve does for a first question), exact-search p50 for comparison, and recall@10 of the index
-rag.index builds at that size against exact search. A last process times the query embedding
+rag.build builds at that size against exact search. A last process times the query embedding
 (real e5, one question at a time), which does not depend on the corpus size.
 
 How the corpus is made (embedding a million texts on 2 cores would take hours):
@@ -64,7 +64,7 @@ def real_vectors(paragraphs: list[tuple[str, str]], questions: list[str]) -> tup
     if not (pfile.is_file() and qfile.is_file()):
         from rag.chunking import passage_text
         from rag.config import Settings
-        from rag.pipeline import load_embedder
+        from rag.factories import load_embedder
         from rag.types import Chunk
 
         embedder = load_embedder(Settings.from_env())
@@ -143,11 +143,12 @@ def run_size(n: int, n_queries: int, save: bool) -> dict[str, object]:
     """Build a synthetic index of n passages and time queries on it."""
     import faiss
 
-    from rag.index import FORMAT_VERSION, Manifest, VectorIndex
     from rag.lexical import BM25Index, tokenize
+    from rag.manifest import FORMAT_VERSION, Manifest
     from rag.retrieval import CANDIDATES, Retriever
     from rag.stores.faiss_store import FaissVectors, make_faiss_index
     from rag.types import Chunk
+    from rag.vector_index import VectorIndex
 
     rng = np.random.default_rng(0)
     paragraphs, questions = load_jsquad(n_queries)
@@ -260,7 +261,7 @@ def run_size(n: int, n_queries: int, save: bool) -> dict[str, object]:
 def run_query_embedding(n_queries: int) -> dict[str, object]:
     """Seconds to embed one question with the real e5 (what the hybrid timing leaves out)."""
     from rag.config import Settings
-    from rag.pipeline import load_embedder
+    from rag.factories import load_embedder
 
     _, questions = load_jsquad(n_queries)
     embedder = load_embedder(Settings.from_env())

@@ -119,8 +119,8 @@ def main() -> None:
         return
 
     from rag.config import Settings
+    from rag.factories import load_pipeline
     from rag.generation import build_messages
-    from rag.pipeline import load_pipeline
 
     settings = Settings.from_env()
     pipe = load_pipeline(args.index, settings=settings)

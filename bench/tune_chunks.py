@@ -10,9 +10,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rag.config import Settings
 from rag.evaluation import evaluate, load_jsonl
-from rag.index import VectorIndex
-from rag.pipeline import build_index, load_embedder
+from rag.factories import load_embedder
+from rag.ingest import build_index
 from rag.retrieval import Retriever
+from rag.vector_index import VectorIndex
 
 SIZES = [(150, 30), (200, 40), (300, 60), (400, 80), (600, 100)]
 

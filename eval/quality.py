@@ -29,10 +29,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path.cwd()))
 
 from rag import evaluation as ev
+from rag.build import build_from_documents
 from rag.config import Settings
-from rag.index import VectorIndex, build_from_documents
-from rag.pipeline import RagPipeline, build_index, load_embedder, load_generator
+from rag.factories import load_embedder, load_generator
+from rag.ingest import build_index
+from rag.pipeline import RagPipeline
 from rag.retrieval import Retriever
+from rag.vector_index import VectorIndex
 
 JSQUAD = Path("../shared/jsquad/valid-v1.3.json")
 SETS = ("seed", "jsquad-tune", "jsquad-report", "refusal-tune", "refusal-report")

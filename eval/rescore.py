@@ -16,8 +16,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path.cwd()))
 
 from rag import evaluation as ev
-from rag.pipeline import make_answer
 from rag.types import Chunk, Hit
+from rag.verdict import make_answer
 
 
 def load_records(path: Path) -> list[dict]:

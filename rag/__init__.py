@@ -7,6 +7,11 @@
     rag.add_documents(["記事.txt"], index_dir="index", seeds_dir="seeds")  # pipe answers from it next question
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from rag.config import Settings
 from rag.errors import (
     BusyError,
@@ -20,8 +25,32 @@ from rag.errors import (
     SeedsError,
     UploadError,
 )
-from rag.pipeline import AnswerStream, RagPipeline, add_documents, build_index, load_pipeline
 from rag.types import AddReport, Answer, BuildReport, Chunk, Citation, Document, FileReport, Hit, SkippedFile
+
+if TYPE_CHECKING:
+    from rag.factories import load_pipeline
+    from rag.gate import AnswerStream
+    from rag.ingest import add_documents, build_index
+    from rag.pipeline import RagPipeline
+
+# The entry points are imported on first use: `import rag` (and every `python -m rag...` or
+# `from rag.x import y`, which runs this file first) stays as light as config, errors and types.
+_LAZY = {
+    "load_pipeline": "rag.factories",
+    "AnswerStream": "rag.gate",
+    "add_documents": "rag.ingest",
+    "build_index": "rag.ingest",
+    "RagPipeline": "rag.pipeline",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'rag' has no attribute {name!r}")
+
 
 __all__ = [
     "AddReport",
@@ -50,3 +79,7 @@ __all__ = [
     "build_index",
     "load_pipeline",
 ]
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -26,7 +26,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from rag.errors import BusyError, PromptTooLongError, QuestionError, QuestionTooLongError, RagError
-from rag.pipeline import AnswerStream, RagPipeline
+from rag.gate import AnswerStream
+from rag.pipeline import RagPipeline
 from rag.types import Answer, Citation
 
 MODEL_ID = "kiji-qa"

@@ -66,7 +66,7 @@ def _print_build(report: BuildReport) -> None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     """Update (or, with --full, rebuild) the index and print a summary."""
-    from rag.pipeline import build_index
+    from rag.ingest import build_index
 
     settings = _settings(args)
     print(f"索引を更新します: {settings.seeds_dir}/ -> {settings.index_dir}/", file=sys.stderr)
@@ -77,7 +77,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_add(args: argparse.Namespace) -> int:
     """Copy article files into the seeds folder and update the index with them."""
-    from rag.pipeline import add_documents
+    from rag.ingest import add_documents
 
     settings = _settings(args)
     result = add_documents(args.files, settings=settings, replace=args.replace, show_progress=not args.quiet)
@@ -112,7 +112,7 @@ def _screen_rows(text: str, columns: int) -> int:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     """Answer one question, streaming the text, then list the numbered sources."""
-    from rag.pipeline import load_pipeline
+    from rag.factories import load_pipeline
 
     pipe = load_pipeline(settings=_settings(args))
     stream = pipe.stream(args.question)
@@ -174,9 +174,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from rag import evaluation as ev
-    from rag.index import VectorIndex, build_from_documents
-    from rag.pipeline import RagPipeline, load_embedder, load_generator, load_store
+    from rag.build import build_from_documents
+    from rag.factories import load_embedder, load_generator, load_store
+    from rag.pipeline import RagPipeline
     from rag.retrieval import Retriever
+    from rag.vector_index import VectorIndex
 
     settings = _settings(args)
     store = load_store(settings)

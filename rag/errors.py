@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+REBUILD_HINT = (
+    "Run `rag build --full` to rebuild the index from the articles. "
+    "(索引を読めません。`rag build --full` で作り直してください。)"
+)
+_REASON_CHARS = 160  # FAISS's C++ messages run to several lines; the first words say enough
+
 
 class RagError(Exception):
     """Base class for every error 記事QA raises on purpose."""
@@ -69,7 +77,7 @@ class QuestionError(RagError):
 
 
 class QuestionTooLongError(QuestionError):
-    """The question is longer than a question may be (see rag.pipeline.MAX_QUESTION_CHARS)."""
+    """The question is longer than a question may be (see rag.question.MAX_QUESTION_CHARS)."""
 
 
 class BusyError(RagError):
@@ -78,3 +86,14 @@ class BusyError(RagError):
 
 class VectorStoreError(RagError):
     """The vector store (a Qdrant server or local folder) cannot be reached or refused a request."""
+
+
+def damaged(path: Path | str, why: str) -> IndexCorruptError:
+    """The one message every damage gives: which file (or collection), what is wrong with it, what to run."""
+    return IndexCorruptError(f"The index is damaged: {path} {why}. {REBUILD_HINT}", path=str(path))
+
+
+def short(exc: BaseException) -> str:
+    """An exception's message on one line, cut to a readable length."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= _REASON_CHARS else text[:_REASON_CHARS] + "…"

@@ -8,8 +8,8 @@ import re
 
 from rag.embedding import Embedder
 from rag.errors import RagError
-from rag.index import VectorIndex
 from rag.types import Hit
+from rag.vector_index import VectorIndex
 
 MODES = ("hybrid", "dense", "lexical")
 RRF_K = 60  # the usual reciprocal-rank-fusion constant: ranks matter, raw scores of the two never mix

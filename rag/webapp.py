@@ -8,7 +8,9 @@ from typing import Any
 
 from rag.config import Settings
 from rag.errors import BusyError, RagError, UploadError
-from rag.pipeline import RagPipeline, add_documents, load_pipeline
+from rag.factories import load_pipeline
+from rag.ingest import add_documents
+from rag.pipeline import RagPipeline
 from rag.types import Answer, Citation
 
 TITLE = "記事QA"

@@ -143,14 +143,14 @@ def real_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 @pytest.fixture(scope="session")
 def real_embedder(real_settings: Settings):
-    from rag.pipeline import load_embedder
+    from rag.factories import load_embedder
 
     return load_embedder(real_settings)
 
 
 @pytest.fixture(scope="session")
 def real_index(real_settings: Settings, real_embedder) -> Settings:
-    from rag.pipeline import build_index
+    from rag.ingest import build_index
 
     report = build_index(settings=real_settings, embedder=real_embedder)
     assert report.docs >= 30 and report.skipped == []
@@ -159,7 +159,7 @@ def real_index(real_settings: Settings, real_embedder) -> Settings:
 
 @pytest.fixture(scope="session")
 def real_pipe(real_index: Settings, real_embedder):
-    from rag.pipeline import load_generator, load_pipeline
+    from rag.factories import load_generator, load_pipeline
 
     return load_pipeline(settings=real_index, embedder=real_embedder, generator=load_generator(real_index))
 

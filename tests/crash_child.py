@@ -26,7 +26,7 @@ import faiss
 import filelock  # noqa: F401
 import tqdm.auto  # noqa: F401
 
-from rag import index as index_mod
+from rag import build as build_mod
 from rag.lexical import tokenize
 from tests.conftest import HashingEmbedder
 
@@ -61,7 +61,7 @@ def _hook(kill_at: int, log: list[str]) -> None:
 
 
 def _build(seeds: Path, index_dir: Path) -> None:
-    index_mod.build(seeds, index_dir, embedder=HashingEmbedder(), chunk_size=120, chunk_overlap=20)
+    build_mod.build(seeds, index_dir, embedder=HashingEmbedder(), chunk_size=120, chunk_overlap=20)
 
 
 def main() -> None:

@@ -2,8 +2,8 @@
 
 from rag import answerability
 from rag.answerability import Evidence
-from rag.pipeline import make_answer
 from rag.types import Chunk, Hit
+from rag.verdict import make_answer
 
 PASSAGE = "京都市によると、秋の行楽シーズンの嵐山には1日あたり約5万人の観光客が訪れた。"
 OTHER = "札幌の雪まつりでは大雪像が150基並んだ。"

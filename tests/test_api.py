@@ -8,7 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rag.api import MAX_BODY_BYTES, MODEL_ID, build_api
-from rag.pipeline import MAX_QUESTION_CHARS, build_index, load_pipeline
+from rag.factories import load_pipeline
+from rag.ingest import build_index
+from rag.question import MAX_QUESTION_CHARS
 from tests.conftest import RecordingGenerator
 
 Q = "嵐山には1日あたり何人の観光客が訪れた?"

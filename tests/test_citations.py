@@ -81,8 +81,8 @@ def test_the_answer_cites_the_passage_that_holds_its_phrase_over_one_on_the_same
 
 
 def test_the_article_title_counts_as_part_of_its_passage() -> None:
-    from rag.pipeline import make_answer
     from rag.types import Chunk, Hit
+    from rag.verdict import make_answer
 
     # Encyclopedia-style text leaves the subject to the title: the model reads it there, and so does
     # the reader next to the quote.

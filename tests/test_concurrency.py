@@ -10,8 +10,9 @@ from collections.abc import Iterator
 import pytest
 
 from rag.errors import BusyError
+from rag.factories import load_pipeline
 from rag.generation import Message
-from rag.pipeline import build_index, load_pipeline
+from rag.ingest import build_index
 from tests.conftest import OverlapDetectingGenerator, RecordingGenerator
 
 QUESTIONS = ["嵐山には1日あたり何人の観光客が訪れた?", "ハヤブサ9の開発費は?", "臨時バスは何分間隔で運行している?"]

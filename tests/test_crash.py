@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from rag.index import CURRENT, MANIFEST, VectorIndex, version_dir
-from rag.pipeline import build_index
+from rag.ingest import build_index
+from rag.manifest import MANIFEST
 from rag.retrieval import Retriever
+from rag.vector_index import VectorIndex
+from rag.versions import CURRENT, version_dir
 from tests.conftest import REPO, HashingEmbedder
 from tests.test_index import NEW_ARTICLE
 

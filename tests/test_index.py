@@ -12,14 +12,18 @@ from hypothesis import given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
-from rag import index as index_mod
+from rag import build as build_mod
+from rag import manifest as manifest_mod
+from rag.build import build, stale_reason
 from rag.embedding import LazyEmbedder
 from rag.errors import IndexBusyError, IndexCorruptError, IndexMismatchError, IndexNotBuiltError, SeedsError
-from rag.index import CURRENT, FORMAT_VERSION, MANIFEST, VectorIndex, build, read_manifest, stale_reason, version_dir
-from rag.pipeline import build_index
+from rag.ingest import build_index
+from rag.manifest import FORMAT_VERSION, MANIFEST
 from rag.retrieval import Retriever
 from rag.stores import faiss_store
 from rag.types import Chunk
+from rag.vector_index import VectorIndex
+from rag.versions import CURRENT, read_manifest, version_dir
 from tests.conftest import HashingEmbedder
 
 
@@ -347,7 +351,7 @@ def test_full_and_a_changed_reader_re_embed_everything(settings, corpus: Path, m
     again = _build(settings, CountingEmbedder(), full=True)
     assert again.rebuilt and again.embedded == first.chunks
     assert {f.status for f in again.files} == {"unchanged"}
-    monkeypatch.setattr(index_mod, "reader_fingerprint", lambda: "reader-v2")
+    monkeypatch.setattr(manifest_mod, "reader_fingerprint", lambda: "reader-v2")
     reason = stale_reason(settings.index_dir, corpus, embedding_model=HashingEmbedder.model_id, chunk_size=120,
                           chunk_overlap=20)
     assert reason and "reads and chunks" in reason
@@ -377,14 +381,14 @@ def test_many_skipped_files_give_one_readable_line(settings, embedder, corpus: P
 
 
 def test_a_reader_failure_on_one_file_skips_that_file_only(settings, embedder, corpus: Path, monkeypatch) -> None:
-    real = index_mod.read_file
+    real = build_mod.read_file
 
     def flaky(path, *, root=None):
         if path.name == "kyoto.txt":
             raise ValueError("unexpected markup")
         return real(path, root=root)
 
-    monkeypatch.setattr(index_mod, "read_file", flaky)
+    monkeypatch.setattr(build_mod, "read_file", flaky)
     report = _build(settings, embedder)
     kyoto = next(f for f in report.files if f.path == "kyoto.txt")
     assert kyoto.status == "skipped" and "unexpected markup" in kyoto.reason and "rag build" in kyoto.reason
@@ -411,7 +415,7 @@ def _clustered(n: int, dim: int = 48, seed: int = 0) -> np.ndarray:
 def _synthetic_index(n: int, *, approx_threshold: int) -> VectorIndex:
     vectors = _clustered(n)
     chunks = [Chunk(f"c{i}", f"d{i}", "s.txt", "題", f"本文{i}", 0) for i in range(n)]
-    manifest = index_mod.Manifest(
+    manifest = manifest_mod.Manifest(
         embedding_model="fake", dimension=vectors.shape[1], chunk_size=0, chunk_overlap=0,
         separators=[], sources={}, docs=n, chunks=n,
     )
@@ -480,7 +484,7 @@ def test_a_spool_gives_back_exactly_the_rows_appended(tmp_path_factory, sizes, d
     rng = np.random.default_rng(len(sizes))
     blocks = [rng.normal(size=(n, dim)).astype(np.float32) for n in sizes]
     whole = np.concatenate(blocks) if blocks else np.zeros((0, dim), np.float32)
-    with index_mod.VectorSpool(folder, dim) as spool:
+    with build_mod.VectorSpool(folder, dim) as spool:
         for block in blocks:
             spool.append(block)
         n = len(whole)
@@ -495,17 +499,17 @@ def test_a_spool_gives_back_exactly_the_rows_appended(tmp_path_factory, sizes, d
 
 def test_an_index_built_from_a_spool_equals_one_built_in_memory(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(faiss_store, "ADD_SLICE", 97)  # several slices, one of them partial
-    monkeypatch.setattr(index_mod, "SPOOL_SLICE", 89)
+    monkeypatch.setattr(build_mod, "SPOOL_SLICE", 89)
     vectors = _clustered(3000)
     chunks = [Chunk(f"c{i}", f"d{i}", "s.txt", "題", f"本文{i}", 0) for i in range(len(vectors))]
-    manifest = index_mod.Manifest(
+    manifest = manifest_mod.Manifest(
         embedding_model="fake", dimension=vectors.shape[1], chunk_size=0, chunk_overlap=0,
         separators=[], sources={}, docs=len(vectors), chunks=len(vectors),
     )
     queries = _clustered(20, seed=7)
     for threshold in (10_000, 100):  # exact, then IVF (trained on a sample read from the spool)
         in_memory = VectorIndex.from_vectors(manifest, chunks, vectors, approx_threshold=threshold)
-        with index_mod.VectorSpool(tmp_path, vectors.shape[1]) as spool:
+        with build_mod.VectorSpool(tmp_path, vectors.shape[1]) as spool:
             spool.append(vectors)
             spooled = VectorIndex.from_vectors(manifest, chunks, spool, approx_threshold=threshold)
         assert spooled.manifest.vector_index == in_memory.manifest.vector_index
@@ -525,7 +529,7 @@ def test_many_small_files_are_embedded_in_full_batches(settings, corpus: Path) -
 
     report = _build(settings, Counting(), full=True)
     assert sum(calls) == report.chunks == report.embedded
-    assert all(n == index_mod.EMBED_BATCH for n in calls[:-1])  # not one small call per file
+    assert all(n == build_mod.EMBED_BATCH for n in calls[:-1])  # not one small call per file
     index = VectorIndex.load(settings.index_dir)
     hits = Retriever(index, HashingEmbedder()).retrieve("第77回の会合は何時に始まった?", k=3)
     assert any("第77回" in h.chunk.text for h in hits)

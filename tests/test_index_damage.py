@@ -14,8 +14,11 @@ import pytest
 from rag import cli
 from rag.config import Settings
 from rag.errors import IndexCorruptError, IndexMismatchError, RagError
-from rag.index import CHUNKS, CURRENT, LEXICAL, MANIFEST, VECTORS, version_dir
-from rag.pipeline import build_index, load_pipeline
+from rag.factories import load_pipeline
+from rag.ingest import build_index
+from rag.manifest import MANIFEST
+from rag.stores.faiss_store import VECTORS
+from rag.versions import CHUNKS, CURRENT, LEXICAL, version_dir
 from tests.conftest import REPO, HashingEmbedder, RecordingGenerator, run_env
 
 QUESTION = "嵐山には1日あたり何人の観光客が訪れた?"
@@ -129,12 +132,12 @@ def test_a_plain_rag_build_repairs_a_damaged_index_instead_of_calling_it_current
 def test_cli_prints_the_message_without_a_traceback_and_exits_non_zero(
     built: Settings, embedder, monkeypatch, capsys, command: str
 ) -> None:
-    from rag import pipeline, webapp
+    from rag import factories, webapp
 
     expected_file = _damage(built, "truncated vectors")
     generators: list[RecordingGenerator] = []
-    monkeypatch.setattr(pipeline, "load_embedder", lambda settings: HashingEmbedder())
-    monkeypatch.setattr(pipeline, "load_generator", lambda settings: generators.append(RecordingGenerator()))
+    monkeypatch.setattr(factories, "load_embedder", lambda settings: HashingEmbedder())
+    monkeypatch.setattr(factories, "load_generator", lambda settings: generators.append(RecordingGenerator()))
     launched: list[object] = []
     monkeypatch.setattr(webapp, "build_app", lambda pipe: launched.append(pipe))
     args = [QUESTION] if command == "ask" else ["--port", "1"]

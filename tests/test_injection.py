@@ -7,7 +7,8 @@ import shutil
 import pytest
 
 from rag.config import Settings
-from rag.pipeline import RagPipeline, build_index
+from rag.ingest import build_index
+from rag.pipeline import RagPipeline
 from rag.retrieval import Retriever
 from rag.webapp import EXAMPLES
 
@@ -53,7 +54,7 @@ TARGETED = {
 
 def _pipe(articles: dict[str, str], root, real_index: Settings, real_embedder, generator) -> RagPipeline:
     """The real seeds plus `articles`; the index is the real one updated with just those files."""
-    from rag.index import VectorIndex
+    from rag.vector_index import VectorIndex
 
     seeds, index_dir = root / "seeds", root / "index"
     shutil.copytree(real_index.seeds_dir, seeds)

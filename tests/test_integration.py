@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rag.config import Settings
-from rag.index import version_dir
+from rag.versions import version_dir
 from tests.conftest import KURSK_FILE, KURSK_Q, REPO, chat_server, rag_cli
 
 pytestmark = pytest.mark.integration

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from rag.config import Settings
-from rag.index import VectorIndex
 from rag.retrieval import Retriever
+from rag.vector_index import VectorIndex
 from tests.conftest import KURSK_FILE, KURSK_Q, REPO, chat_server, rag_cli, run_env
 from tests.test_index import NEW_ARTICLE
 

@@ -11,10 +11,11 @@ from collections.abc import Iterator
 import pytest
 
 from rag.config import Settings
+from rag.factories import load_generator
 from rag.generation import build_messages
 from rag.llm_server import OpenAIServerGenerator
 from rag.models import resolve_llm_path
-from rag.pipeline import RagPipeline, load_generator
+from rag.pipeline import RagPipeline
 from rag.webapp import EXAMPLES
 from tests.conftest import REPO, free_port, run_env, stop_process
 

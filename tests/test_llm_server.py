@@ -15,8 +15,9 @@ from rag import answerability
 from rag.cli import _settings, build_parser
 from rag.config import Settings
 from rag.errors import LLMServerError, PromptTooLongError
+from rag.factories import load_generator, load_pipeline
+from rag.ingest import build_index
 from rag.llm_server import TEMPLATE_TOKENS, OpenAIServerGenerator
-from rag.pipeline import build_index, load_generator, load_pipeline
 from tests.conftest import RecordingGenerator, free_port
 
 

@@ -1,7 +1,9 @@
 import pytest
 
 import rag
-from rag.pipeline import build_index, is_follow_up, load_pipeline
+from rag.factories import load_pipeline
+from rag.ingest import build_index
+from rag.question import is_follow_up
 from tests.conftest import RecordingGenerator
 
 

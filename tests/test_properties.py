@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 from rag.api import build_api
 from rag.config import Settings
 from rag.errors import RagError
-from rag.pipeline import MAX_QUESTION_CHARS, build_index, load_pipeline
+from rag.factories import load_pipeline
+from rag.ingest import build_index
+from rag.question import MAX_QUESTION_CHARS
 from rag.types import Answer
 from tests.conftest import DATA, HashingEmbedder, RecordingGenerator
 

@@ -7,14 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag import index as index_mod
+from rag import versions as versions_mod
 from rag.config import Settings
 from rag.errors import IndexCorruptError, IndexMismatchError, RagError, VectorStoreError
-from rag.index import VectorIndex, read_manifest, version_dir
-from rag.pipeline import build_index, load_pipeline, load_store
+from rag.factories import load_pipeline, load_store
+from rag.ingest import build_index
 from rag.retrieval import Retriever
 from rag.stores.faiss_store import FaissStore
 from rag.stores.qdrant_store import QdrantStore, close_local_clients
+from rag.vector_index import VectorIndex
+from rag.versions import read_manifest, version_dir
 from tests.conftest import REPO, HashingEmbedder, RecordingGenerator, free_port
 
 NEW_ARTICLE = (
@@ -168,7 +170,7 @@ def test_a_crash_before_publishing_leaves_the_previous_version_answerable(
         raise KeyboardInterrupt  # killed after the new collection and folder were written, before CURRENT moved
 
     with monkeypatch.context() as patch:
-        patch.setattr(index_mod, "atomic_write_text", crash)
+        patch.setattr(versions_mod, "atomic_write_text", crash)
         with pytest.raises(KeyboardInterrupt):
             build_index(settings=qdrant, embedder=embedder)
     store = load_store(qdrant)
@@ -192,7 +194,7 @@ def test_a_build_killed_while_uploading_leaves_no_collection_behind(qdrant: Sett
     build_index(settings=qdrant, embedder=embedder)
     store = load_store(qdrant)
     # What a build killed half-way leaves: its .tmp- folder and a collection named after it.
-    name = index_mod._new_version_name()
+    name = versions_mod._new_version_name()
     (qdrant.index_dir / f".tmp-{name}").mkdir()
     store.prepare(np.eye(3, 512, dtype=np.float32), 512).write(qdrant.index_dir / f".tmp-{name}", name)
     assert store.collection_name(name) in store.collections()

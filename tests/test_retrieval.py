@@ -1,10 +1,11 @@
 import pytest
 
 from rag.errors import RagError
-from rag.index import VectorIndex, version_dir
+from rag.ingest import build_index
 from rag.lexical import tokenize
-from rag.pipeline import build_index
 from rag.retrieval import Retriever, rrf
+from rag.vector_index import VectorIndex
+from rag.versions import version_dir
 
 
 @pytest.fixture
@@ -47,8 +48,8 @@ def test_unknown_mode_is_rejected(index, embedder) -> None:
 
 
 def test_a_passage_cut_mid_sentence_is_finished_from_the_next_one(tmp_path, embedder) -> None:
+    from rag.build import build_from_documents
     from rag.chunking import chunk_documents
-    from rag.index import build_from_documents
     from rag.types import Document, Hit
 
     long_sentence = "▽東部ルハンシク州では、九十九パーセント以上の地域がロシアの支配下にあり、住民の避難が続いていると伝えられている。"

@@ -84,7 +84,8 @@ def at_once(calls: list[Callable[[], str]]) -> list[str]:
 
 
 def test_page_and_api_clients_at_once_get_their_answers_one_model_use_at_a_time(settings, embedder) -> None:
-    from rag.pipeline import build_index, load_pipeline
+    from rag.factories import load_pipeline
+    from rag.ingest import build_index
 
     build_index(settings=settings, embedder=embedder)
     generator = OverlapDetectingGenerator()

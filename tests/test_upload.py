@@ -8,9 +8,10 @@ import pytest
 
 import rag
 from rag import cli
-from rag.index import read_manifest
-from rag.pipeline import add_documents, build_index, load_pipeline
+from rag.factories import load_pipeline
+from rag.ingest import add_documents, build_index
 from rag.upload import MAX_UPLOAD_BYTES, safe_name
+from rag.versions import read_manifest
 from rag.webapp import upload_articles
 from tests.conftest import HashingEmbedder, RecordingGenerator
 from tests.test_index import NEW_ARTICLE, NoEmbedder
@@ -132,7 +133,7 @@ def test_a_failed_index_update_takes_the_files_out_again(built, article: Path) -
 @pytest.fixture
 def cli_args(settings, monkeypatch, capsys) -> list[str]:
     """`--seeds --index` of a tmp index built by `rag build` itself (so with the CLI's chunking settings)."""
-    monkeypatch.setattr("rag.pipeline._lazy_embedder", lambda settings: HashingEmbedder())
+    monkeypatch.setattr("rag.ingest.lazy_embedder", lambda settings: HashingEmbedder())
     where = ["--seeds", str(settings.seeds_dir), "--index", str(settings.index_dir), "--quiet"]
     assert cli.main(["build", *where]) == 0
     assert "完了: 3 記事" in capsys.readouterr().out

@@ -38,7 +38,8 @@ def test_history_pairs_skip_sources_messages() -> None:
 
 
 def test_chat_page_has_the_upload_control(settings, embedder) -> None:
-    from rag.pipeline import build_index, load_pipeline
+    from rag.factories import load_pipeline
+    from rag.ingest import build_index
     from rag.webapp import UPLOAD_LABEL, build_app
     from tests.conftest import RecordingGenerator
 

@@ -1,6 +1,6 @@
 """Where an index version keeps its vectors: the VectorStore seam.
 
-One module per backend kind, chosen once in `rag.pipeline.load_store` (RAG_STORE / `--store`):
+One module per backend kind, chosen once in `rag.factories.load_store` (RAG_STORE / `--store`):
 
 - rag/stores/faiss_store.py: a FAISS file inside the version folder (the default, nothing to run);
 - rag/stores/qdrant_store.py: one Qdrant collection per version, in a local folder or on a server.
@@ -18,34 +18,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from rag.errors import IndexCorruptError
-
 if TYPE_CHECKING:
-    from rag.index import Manifest
+    from rag.manifest import Manifest
     from rag.types import Chunk
 
 STORES = ("faiss", "qdrant")
 
-REBUILD_HINT = (
-    "Run `rag build --full` to rebuild the index from the articles. "
-    "(索引を読めません。`rag build --full` で作り直してください。)"
-)
-_REASON_CHARS = 160  # FAISS's C++ messages run to several lines; the first words say enough
-
-
-def damaged(path: Path | str, why: str) -> IndexCorruptError:
-    """The one message every damage gives: which file (or collection), what is wrong with it, what to run."""
-    return IndexCorruptError(f"The index is damaged: {path} {why}. {REBUILD_HINT}", path=str(path))
-
-
-def short(exc: BaseException) -> str:
-    """An exception's message on one line, cut to a readable length."""
-    text = " ".join(str(exc).split())
-    return text if len(text) <= _REASON_CHARS else text[:_REASON_CHARS] + "…"
-
-
 class Rows(Protocol):
-    """A float32 matrix in memory (numpy) or on disk (rag.index.VectorSpool): len() rows, read by slices."""
+    """A float32 matrix in memory (numpy) or on disk (rag.build.VectorSpool): len() rows, read by slices."""
 
     def __len__(self) -> int: ...
 

@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rag.stores import Rows, damaged
+from rag.errors import damaged
+from rag.manifest import DEFAULT_STORE, FLAT
+from rag.stores import Rows
 
 if TYPE_CHECKING:
-    from rag.index import Manifest
+    from rag.manifest import Manifest
     from rag.types import Chunk
 
 VECTORS = "vectors.faiss"
@@ -26,7 +28,6 @@ VECTORS = "vectors.faiss"
 APPROX_THRESHOLD = 50_000
 NPROBE = 32  # lists scanned per query: recall@10 against exact 0.98 at 100k, 0.975 at 1M (bench/scale.py)
 IVF_TRAIN_PER_LIST = 40  # k-means training points per list (faiss warns below 39)
-FLAT = "Flat"
 ADD_SLICE = 16_384  # rows added to FAISS at a time
 
 
@@ -53,7 +54,7 @@ def _add_in_slices(index: Any, vectors: Rows) -> None:
 def make_faiss_index(vectors: Rows, dimension: int, *, approx_threshold: int | None = None) -> tuple[Any, str, int]:
     """A FAISS inner-product index holding vectors: exact up to approx_threshold rows, IVF above.
 
-    vectors may be a matrix or rows on disk (rag.index.VectorSpool), read in slices: then the FAISS
+    vectors may be a matrix or rows on disk (rag.build.VectorSpool), read in slices: then the FAISS
     index is the only copy of the vectors in memory.
 
     Returns (index, its index_factory string, nprobe). The IVF index keeps the full vectors (no
@@ -138,7 +139,7 @@ class FaissVectors:
 class FaissStore:
     """Vectors in the version folder: nothing to run, nothing outside index/ to clean up."""
 
-    kind = "faiss"
+    kind = DEFAULT_STORE
 
     def prepare(self, vectors: Rows, dimension: int, *, approx_threshold: int | None = None) -> FaissVectors:
         """Build the FAISS index (exact or IVF by size) for the vectors."""

@@ -1,6 +1,6 @@
 """Vectors in Qdrant (`--store qdrant`, RAG_STORE=qdrant) through qdrant-client.
 
-Chosen by `rag.pipeline.load_store`; retrieval and generation do not know which store they use.
+Chosen by `rag.factories.load_store`; retrieval and generation do not know which store they use.
 
 - Where: a Qdrant server (RAG_QDRANT_URL, e.g. http://localhost:6333, with RAG_QDRANT_API_KEY if it
   wants one), or qdrant-client's local mode in a folder (RAG_QDRANT_PATH, default index/qdrant/).
@@ -30,12 +30,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from rag.errors import VectorStoreError
-from rag.stores import Rows, damaged, short
+from rag.errors import VectorStoreError, damaged, short
+from rag.stores import Rows
 from rag.stores.faiss_store import APPROX_THRESHOLD
 
 if TYPE_CHECKING:
-    from rag.index import Manifest
+    from rag.manifest import Manifest
     from rag.types import Chunk
 
 COLLECTION_PREFIX = "kijiqa-"

