@@ -23,6 +23,27 @@ SYSTEM_PROMPT = (
 
 Message = dict[str, str]
 
+# Reading one passage at a time: the model's job is to point at the phrase of the passage that
+# answers, or say 「なし」. A 1.5B code model writes poor Japanese prose but copies a span well; the
+# answer shown to the person is that span with its passage's number, checked by rag/verdict.py.
+# The examples are made up (no seed article, no JSQuAD text) and live in the cached prefix, so
+# they cost no time per question.
+READER_PROMPT = (
+    "あなたはニュース記事を注意深く読むアシスタントです。"
+    "資料を読み、質問の答えになる語句を資料の中からそのまま抜き出して、その語句だけを答えてください。"
+    "文にしたり、質問を繰り返したりしないでください。"
+    "理由や方法を問う質問には、資料の言葉を使って一文で答えてください。"
+    "資料に答えが書かれていない場合は「なし」とだけ答えてください。\n\n"
+    "例1\n資料:\n[1] <資料>（新庁舎が完成）市の新庁舎は2025年4月に完成した。総工費は約120億円で、設計は地元の事務所が担った。</資料>\n"
+    "質問: 新庁舎の総工費はいくらですか?\n答え: 約120億円\n\n"
+    "例2\n資料:\n[1] <資料>（港町で祭り）祭りには3日間で約8万人が訪れた。実行委員長の山田一郎氏は「天候に恵まれた」と話した。</資料>\n"
+    "質問: 祭りの実行委員長は誰ですか?\n答え: 山田一郎氏\n\n"
+    "例3\n資料:\n[1] <資料>（港町で祭り）祭りには3日間で約8万人が訪れた。</資料>\n"
+    "質問: 祭りの会場はどこですか?\n答え: なし\n\n"
+    "例4\n資料:\n[1] <資料>（路線バス減便）運転手の不足が続いているため、会社は4月から路線バスを2割減らす。</資料>\n"
+    "質問: なぜ路線バスが減便されるのですか?\n答え: 運転手の不足が続いているため"
+)
+
 
 class Generator(Protocol):
     """A chat LLM that streams text pieces for a list of messages."""
@@ -181,6 +202,27 @@ def build_messages(
     return messages
 
 
+def build_reading_messages(
+    question: str,
+    hits: Sequence[Hit],
+    n: int,
+    *,
+    history: Sequence[tuple[str, str]] = (),
+) -> list[Message]:
+    """Chat messages that give the model passage n (1 = best hit) alone, under its title, to find the answer in."""
+    messages: list[Message] = [{"role": "system", "content": READER_PROMPT}]
+    for user_text, assistant_text in history:
+        messages.append({"role": "user", "content": defuse(user_text)})
+        messages.append({"role": "assistant", "content": defuse(assistant_text)})
+    question = defuse(question)
+    hit = hits[n - 1]
+    text = _per_passage(question, hit.chunk.text)
+    if title := shorten_title(hit.chunk.title):
+        text = f"（{title}）{text}"
+    messages.append({"role": "user", "content": f"資料:\n{fence(n, text)}\n\n質問: {question}"})
+    return messages
+
+
 # llama.cpp built with GGML_BACKEND_DL + GGML_CPU_ALL_VARIANTS (see the Makefile) ships one CPU
 # backend per instruction-set level (libggml-cpu-haswell.so, libggml-cpu-icelake.so, ...) and
 # loads none by itself; upstream llama-cpp-python does not load them either
@@ -305,6 +347,7 @@ class LlamaCppGenerator:
         kv_cache_type: str = "f16",
         temperature: float = 0.0,
         seed: int = 0,
+        instruction: str = SYSTEM_PROMPT,
     ) -> None:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -322,6 +365,7 @@ class LlamaCppGenerator:
         self.model_path = Path(model_path)
         self.temperature = temperature
         self.seed = seed
+        self.instruction = instruction  # the system message whose tokens stay cached between questions
         self.reused_prompt_tokens = 0  # of the last prompt: the instruction prefix kept in llama.cpp's cache
         self.last_logprobs: list[float] = []  # log-probability of each token of the last answer
         self._vocab = None
@@ -354,7 +398,7 @@ class LlamaCppGenerator:
     def _instruction_prefix(self) -> list[int]:
         """Tokens every prompt starts with: the instruction up to where the first user text begins."""
         marker = "\u2063"  # a character no question starts with
-        prompt, _ = self._prompt([{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": marker}])
+        prompt, _ = self._prompt([{"role": "system", "content": self.instruction}, {"role": "user", "content": marker}])
         head = prompt[: prompt.index(marker)]
         tokens = self._tokens(head)
         # The last token may merge with the user's first characters; keep only what surely stays.

@@ -7,11 +7,25 @@ fitted answerability decision (rag/answerability.py).
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from rag import answerability
 from rag.answertype import answer_phrase, misfit
-from rag.citations import REFUSAL_TEXT, attach_citations, is_refusal, phrase_found, with_title
+from rag.citations import (
+    _INFLECTED,
+    MAX_SPAN_CHARS,
+    MIN_SUPPORT,
+    REFUSAL_TEXT,
+    attach_citations,
+    is_refusal,
+    phrase_found,
+    quote_span,
+    support,
+    with_title,
+)
 from rag.types import Answer, Citation, Hit
 
 
@@ -80,3 +94,126 @@ def refusal_reason(question: str, text: str, cited: Sequence[object], cited_text
     if cited_texts and not phrase_found(phrase := answer_phrase(text, question), list(cited_texts)):
         return f"the cited passages do not contain the answer {phrase!r} itself"
     return misfit(question, text) or ""
+
+
+# ---- reading passages one at a time: candidates and the choice among them ----
+
+NONE_WORDS = ("なし", "無し", "ありません", "ない")
+_LEADING_LABEL = re.compile(r"^\s*(?:答え|回答|解答|A)\s*[:：]\s*")
+_MARKERS = re.compile(r"\[\s*\d+(?:\s*[,、]\s*\d+)*\s*\]")
+_SENTENCE_OF = re.compile(r"[^。！？\n]+[。！？]?")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What one reading of passage n offers as the answer, and whether the checks let it through."""
+
+    n: int  # the passage read (1 = best hit)
+    phrase: str  # the answer phrase, cleaned ("" when the reading found none)
+    reason: str = ""  # why it is rejected ("" when accepted)
+    quote: str = ""  # the sentence of the passage (or its title) that holds the phrase
+    coverage: float = 0.0  # share of the question's content words in that sentence (and title)
+
+    @property
+    def accepted(self) -> bool:
+        return bool(self.phrase) and not self.reason
+
+
+def clean_reading(raw: str, question: str = "") -> str:
+    """The phrase a reading offers: first line, without a 「答え:」 label, markers, quotes or a restated question."""
+    text = unicodedata.normalize("NFKC", raw).strip()
+    text = text.split("\n", 1)[0].strip()
+    text = _LEADING_LABEL.sub("", text)
+    text = _MARKERS.sub("", text).strip()
+    if not text or is_refusal(text) or text.strip("。.「」 ") in NONE_WORDS:
+        return ""
+    phrase = answer_phrase(text, question)
+    return phrase.strip().rstrip("。.")
+
+
+def holding_sentence(phrase: str, title: str, text: str) -> str:
+    """The sentence of the passage that holds the phrase word for word, else the title if it does, else ""."""
+    want = _flat(phrase)
+    for m in _SENTENCE_OF.finditer(text):
+        if want and want in _flat(m.group(0)):
+            return m.group(0).strip()
+    if want and want in _flat(title):
+        return title
+    return ""
+
+
+def _flat(text: str) -> str:
+    return re.sub(r"[\s「」『』\"'“”]", "", re.sub(r"(?<=\d),(?=\d)", "", unicodedata.normalize("NFKC", text)).lower())
+
+
+def judge(question: str, raw: str, n: int, hits: Sequence[Hit]) -> Candidate:
+    """Check one reading of passage n: is its phrase in that passage, of the kind asked, and about the question?"""
+    phrase = clean_reading(raw, question)
+    if not phrase:
+        return Candidate(n=n, phrase="", reason="the reading found no answer")
+    chunk = hits[n - 1].chunk
+    titled = with_title(chunk.title, chunk.text)
+    short = len(_flat(phrase)) <= MAX_SPAN_CHARS and not _INFLECTED.search(phrase)
+    quote = holding_sentence(phrase, chunk.title, chunk.text)
+    if short and not phrase_found(phrase, [titled]):
+        return Candidate(n=n, phrase=phrase, reason=f"passage {n} does not contain {phrase!r} itself")
+    if not short and support(phrase, titled, question=question) < MIN_SUPPORT:
+        return Candidate(n=n, phrase=phrase, reason=f"passage {n} does not support {phrase!r}")
+    if why := misfit(question, phrase):
+        return Candidate(n=n, phrase=phrase, reason=why)
+    bar = answerability.threshold(has_logprobs=False)
+    if bar > 0:
+        ev = answerability.evidence(question, [chunk.text], [h.chunk.text for h in hits], [])
+        if (p := answerability.confidence(ev, has_logprobs=False)) < bar:
+            return Candidate(n=n, phrase=phrase, reason=f"the evidence is weak (answerability {p:.2f} < {bar})")
+    if not quote:
+        quote = quote_span(phrase, chunk.text, question=question)
+    terms = answerability.question_terms(question)
+    cov = answerability.coverage(terms, with_title(chunk.title if quote == chunk.title else "", quote))
+    return Candidate(n=n, phrase=phrase, quote=quote, coverage=cov)
+
+
+def choose(candidates: Sequence[Candidate]) -> Candidate | None:
+    """The candidate to show: the first accepted one in rank order (the best passage that answers)."""
+    return next((c for c in candidates if c.accepted), None)
+
+
+def answer_text(candidate: Candidate) -> str:
+    """What the person reads first: the phrase and its passage's number; a clause ends as a sentence."""
+    if len(_flat(candidate.phrase)) <= MAX_SPAN_CHARS and not _INFLECTED.search(candidate.phrase):
+        return f"{candidate.phrase}[{candidate.n}]"
+    return f"{candidate.phrase}[{candidate.n}]。"
+
+
+def answer_from_readings(
+    question: str,
+    hits: Sequence[Hit],
+    candidates: Sequence[Candidate],
+    raw_texts: Sequence[str],
+    **timings: float | int,
+) -> Answer:
+    """The Answer for passages read one at a time: the chosen candidate with its passage, or the refusal."""
+    passages = [_citation(n, hit) for n, hit in enumerate(hits, start=1)]
+    raw = "\n".join(f"[{c.n}] {text.strip()}" for c, text in zip(candidates, raw_texts, strict=True))
+    chosen = choose(candidates)
+    if chosen is None:
+        reasons = "; ".join(f"[{c.n}] {c.reason}" for c in candidates) or "no passage was found"
+        return Answer(
+            question=question,
+            text=REFUSAL_TEXT,
+            citations=[],
+            passages=passages,
+            refused=True,
+            raw_text=raw,
+            refusal_reason=reasons,
+            **timings,  # type: ignore[arg-type]
+        )
+    citation = _citation(chosen.n, hits[chosen.n - 1], chosen.quote)
+    return Answer(
+        question=question,
+        text=answer_text(chosen),
+        citations=[citation],
+        passages=passages,
+        raw_text=raw,
+        **timings,  # type: ignore[arg-type]
+    )
