@@ -30,15 +30,13 @@ import quality
 from rag import evaluation as ev
 from rag.config import Settings
 from rag.factories import load_embedder
-from rag.generation import READER_PROMPT, LlamaCppGenerator, build_reading_messages
+from rag.generation import READER_PROMPT, READING_TOKENS, LlamaCppGenerator, build_reading_messages
 from rag.models import resolve_llm_path
 from rag.pipeline import RagPipeline
 from rag.question import MAX_HISTORY_TURNS, is_follow_up
 from rag.retrieval import Retriever
 from rag.types import Chunk, Hit
 from rag.verdict import Candidate, judge
-
-READING_TOKENS = 64  # a phrase is a few tokens; a why-answer one sentence
 
 
 def run(args: argparse.Namespace) -> None:

@@ -42,6 +42,9 @@ class Settings:
     # 0: the model reads the 2 sentences of each passage closest to the question (most accurate);
     # N: the closest sentences of all passages up to N characters (faster). See rag.generation.
     context_chars: int = 0
+    # "passages": each passage is read alone for the answer phrase (rag.generation.READER_PROMPT), the
+    # best-ranked one that passes the checks answers; "all": one prompt with every passage.
+    reader: str = "all"
     n_ctx: int = 4096
     max_tokens: int = 384
     n_threads: int = _cpu_count()

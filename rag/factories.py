@@ -33,7 +33,7 @@ def load_generator(settings: Settings) -> Generator:
             api_key=settings.llm_api_key,
             temperature=settings.temperature,
         )
-    from rag.generation import LlamaCppGenerator
+    from rag.generation import READER_PROMPT, SYSTEM_PROMPT, LlamaCppGenerator
     from rag.models import resolve_llm_path
 
     path = resolve_llm_path(models_dir=settings.models_dir, llm_name=settings.llm_name, llm_path=settings.llm_path)
@@ -46,6 +46,7 @@ def load_generator(settings: Settings) -> Generator:
         flash_attn=settings.flash_attn,
         kv_cache_type=settings.kv_cache_type,
         temperature=settings.temperature,
+        instruction=READER_PROMPT if settings.reader == "passages" else SYSTEM_PROMPT,
     )
 
 

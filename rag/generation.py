@@ -28,6 +28,7 @@ Message = dict[str, str]
 # answer shown to the person is that span with its passage's number, checked by rag/verdict.py.
 # The examples are made up (no seed article, no JSQuAD text) and live in the cached prefix, so
 # they cost no time per question.
+READING_TOKENS = 64  # a phrase is a few tokens, a why-answer one sentence
 READER_PROMPT = (
     "あなたはニュース記事を注意深く読むアシスタントです。"
     "資料を読み、質問の答えになる語句を資料の中からそのまま抜き出して、その語句だけを答えてください。"

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from rag.config import Settings
 from rag.errors import RagError
 from rag.gate import AnswerStream, QuestionGate
-from rag.generation import Generator, build_messages
+from rag.generation import READING_TOKENS, Generator, build_messages, build_reading_messages
 from rag.question import MAX_HISTORY_TURNS, History, clean_history, clean_question, is_follow_up
 from rag.retrieval import Retriever
 from rag.types import Answer, Hit
-from rag.verdict import make_answer
+from rag.verdict import answer_from_readings, judge, make_answer
 
 
 class RagPipeline:
@@ -131,6 +131,9 @@ class RagPipeline:
     ) -> Iterator[str]:
         started = time.perf_counter()
         hits = self.retrieve(question, k=k, history=history)
+        if self.settings.reader == "passages":
+            yield from self._read_passages(question, hits, history, max_tokens, started, out)
+            return
         while True:
             messages = build_messages(question, hits, history=history, context_chars=self.settings.context_chars)
             prompt_tokens = self.generator.count_prompt_tokens(messages)
@@ -155,4 +158,42 @@ class RagPipeline:
             seconds_to_first_token=first,
             seconds_total=time.perf_counter() - started,
         )
+        out.append(answer)
+
+    def _read_passages(
+        self,
+        question: str,
+        hits: list[Hit],
+        history: list[tuple[str, str]],
+        max_tokens: int,
+        started: float,
+        out: list[Answer],
+    ) -> Iterator[str]:
+        """Read the passages one at a time, best first, until one gives an answer the checks let through."""
+        candidates, raws, prompt_tokens, completion_tokens = [], [], 0, 0
+        for n in range(1, len(hits) + 1):
+            while True:
+                messages = build_reading_messages(question, hits, n, history=history)
+                tokens = self.generator.count_prompt_tokens(messages)
+                if not history or tokens + READING_TOKENS <= self.settings.n_ctx:
+                    break
+                history = history[1:]
+            prompt_tokens += tokens
+            pieces = list(self.generator.stream_chat(messages, max_tokens=min(max_tokens, READING_TOKENS)))
+            completion_tokens += len(pieces)
+            raws.append("".join(pieces))
+            candidates.append(judge(question, raws[-1], n, hits))
+            if candidates[-1].accepted:
+                break
+        answer = answer_from_readings(
+            question,
+            hits,
+            candidates,
+            raws,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            seconds_to_first_token=time.perf_counter() - started,
+            seconds_total=time.perf_counter() - started,
+        )
+        yield answer.text
         out.append(answer)

@@ -33,19 +33,34 @@ def format_sources(citations: list[Citation]) -> str:
     blocks = []
     for c in citations:
         meta = " · ".join(x for x in (c.date, f"`{c.source}`") if x)
-        passage = html.escape(c.text)
-        if c.quote and html.escape(c.quote) in passage:
+        passage, title = html.escape(c.text), html.escape(c.title)
+        quote = html.escape(c.quote)
+        if quote and quote in passage:
             # The sentence that supports the answer is highlighted inside its passage.
-            quote = html.escape(c.quote)
             passage = passage.replace(quote, f"<mark>{quote}</mark>", 1)
+        elif quote and quote in title:
+            # Some answers are stated only in the headline (a share, a sum): then the title is what to check.
+            title = title.replace(quote, f"<mark>{quote}</mark>", 1)
         passage = passage.replace("\n", "\n> ")
-        blocks.append(f"**[{c.n}] {html.escape(c.title)}**  \n{meta}\n\n> {passage}")
+        blocks.append(f"**[{c.n}] {title}**  \n{meta}\n\n> {passage}")
     return "\n\n---\n\n".join(blocks)
+
+
+QUOTE_LABEL = "出典の文"
+_QUOTE_BLOCK = f"\n\n> {QUOTE_LABEL}"
+
+
+def quote_block(answer: Answer) -> str:
+    """Under the answer, the sentence (or title) of each cited passage that states it, word for word."""
+    lines = [f"[{c.n}] <mark>{html.escape(c.quote)}</mark>" for c in answer.citations if c.quote]
+    if not lines:
+        return ""
+    return _QUOTE_BLOCK + "  \n> " + "  \n> ".join(lines)
 
 
 def answer_messages(answer: Answer) -> list[dict[str, Any]]:
     """The assistant's answer, then a collapsible sources message (cited passages, else all given)."""
-    messages: list[dict[str, Any]] = [{"role": "assistant", "content": answer.text}]
+    messages: list[dict[str, Any]] = [{"role": "assistant", "content": answer.text + quote_block(answer)}]
     shown = answer.citations or answer.passages
     if shown:
         if answer.citations:
@@ -73,7 +88,7 @@ def history_pairs(history: list[dict[str, Any]]) -> list[tuple[str, str]]:
         if msg.get("role") == "user":
             question = content
         elif msg.get("role") == "assistant" and question is not None and not (msg.get("metadata") or {}).get("title"):
-            pairs.append((question, content))
+            pairs.append((question, content.split(_QUOTE_BLOCK, 1)[0]))  # the answer, without the quoted sentences
             question = None
     return pairs
 

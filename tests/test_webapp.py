@@ -51,3 +51,19 @@ def test_chat_page_has_the_upload_control(settings, embedder) -> None:
     assert any(label.startswith("記事ファイル（.txt") for label in labels)
     api_names = {d.get("api_name") for d in config["dependencies"]}
     assert {"chat", "add_articles"} <= api_names
+
+
+def test_the_sentence_stating_the_answer_is_quoted_under_it_and_left_out_of_the_history() -> None:
+    answer = Answer(question="要衝の町は?", text="スジャ[1]", citations=[_cit(1, quote="要衝スジャ奪還を目指す。")])
+    first, _ = answer_messages(answer)
+    assert first["content"].startswith("スジャ[1]\n\n> 出典の文")
+    assert "[1] <mark>要衝スジャ奪還を目指す。</mark>" in first["content"]
+    history = [{"role": "user", "content": "要衝の町は?"}, first]
+    assert history_pairs(history) == [("要衝の町は?", "スジャ[1]")]
+
+
+def test_an_answer_stated_only_in_the_title_highlights_the_title() -> None:
+    cit = Citation(n=1, source="b.txt", title="再選を願う国民の割合は15.9%", text="政権は57%の支持率を疑問視している。",
+                   score=0.5, chunk_id="b#0/0", quote="再選を願う国民の割合は15.9%")
+    md = format_sources([cit])
+    assert "**[1] <mark>再選を願う国民の割合は15.9%</mark>**" in md and "<mark>" not in md.split("**", 2)[2]
