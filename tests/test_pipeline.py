@@ -121,3 +121,38 @@ def test_a_long_conversation_drops_its_oldest_turns_instead_of_failing(settings,
     answer = pipe.ask("その打ち上げは次回いつ?", history=old)
     assert answer.text
     assert sum(len(m["content"]) for m in gen.calls[-1]) + 100 <= 900  # fits: old turns left out
+
+
+class PhraseReader(RecordingGenerator):
+    """A fake reader: names the first of `phrases` written in the one passage it is given, else 「なし」."""
+
+    def __init__(self, *phrases: str) -> None:
+        super().__init__()
+        self.phrases = phrases
+
+    def stream_chat(self, messages, *, max_tokens: int):
+        self.calls.append(messages)
+        passage = messages[-1]["content"].split("質問:")[0]
+        yield next((p for p in self.phrases if p in passage), "なし")
+
+
+def test_reading_passages_one_at_a_time_answers_with_the_phrase_and_its_sentence(settings, embedder) -> None:
+    build_index(settings=settings, embedder=embedder)
+    reader = PhraseReader("約5万人")
+    pipe = load_pipeline(settings=settings, embedder=embedder, generator=reader, reader="passages")
+    answer = pipe.ask("嵐山には1日あたり何人の観光客が訪れた?")
+    [c] = answer.citations
+    assert answer.text == f"約5万人[{c.n}]" and c.source == "kyoto.txt"
+    assert "約5万人" in c.quote and c.quote in c.text and c.quote.endswith("。")
+    assert len(reader.calls) == c.n  # passages after the one that answered are not read
+    assert all(m[0]["content"].startswith("あなたはニュース記事を注意深く読む") for m in reader.calls)
+
+
+def test_a_reading_of_the_wrong_kind_is_passed_over_and_no_answer_is_the_refusal(settings, embedder) -> None:
+    build_index(settings=settings, embedder=embedder)
+    reader = PhraseReader("嵐山")  # a place, for a question that asks how many
+    pipe = load_pipeline(settings=settings, embedder=embedder, generator=reader, reader="passages", top_k=3)
+    answer = pipe.ask("嵐山には1日あたり何人の観光客が訪れた?")
+    assert answer.refused and answer.text == "資料には記載がありません。" and answer.citations == []
+    assert len(reader.calls) == 3 and len(answer.passages) == 3
+    assert "何人" in answer.refusal_reason
