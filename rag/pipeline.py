@@ -15,7 +15,7 @@ from rag.generation import READING_TOKENS, Generator, build_messages, build_read
 from rag.question import MAX_HISTORY_TURNS, History, clean_history, clean_question, is_follow_up
 from rag.retrieval import Retriever
 from rag.types import Answer, Hit
-from rag.verdict import answer_from_readings, judge, make_answer
+from rag.verdict import answer_from_readings, judge, make_answer, settles
 
 
 class RagPipeline:
@@ -169,7 +169,7 @@ class RagPipeline:
         started: float,
         out: list[Answer],
     ) -> Iterator[str]:
-        """Read the passages one at a time, best first, until one gives an answer the checks let through."""
+        """Read the passages one at a time, best first, until one settles the question (rag.verdict.choose)."""
         candidates, raws, prompt_tokens, completion_tokens = [], [], 0, 0
         for n in range(1, len(hits) + 1):
             while True:
@@ -183,7 +183,7 @@ class RagPipeline:
             completion_tokens += len(pieces)
             raws.append("".join(pieces))
             candidates.append(judge(question, raws[-1], n, hits))
-            if candidates[-1].accepted:
+            if settles(candidates[-1]):
                 break
         answer = answer_from_readings(
             question,

@@ -150,7 +150,7 @@ def test_reading_passages_one_at_a_time_answers_with_the_phrase_and_its_sentence
 
 def test_a_reading_of_the_wrong_kind_is_passed_over_and_no_answer_is_the_refusal(settings, embedder) -> None:
     build_index(settings=settings, embedder=embedder)
-    reader = PhraseReader("嵐山")  # a place, for a question that asks how many
+    reader = PhraseReader("京都市")  # a place, for a question that asks how many
     pipe = load_pipeline(settings=settings, embedder=embedder, generator=reader, reader="passages", top_k=3)
     answer = pipe.ask("嵐山には1日あたり何人の観光客が訪れた?")
     assert answer.refused and answer.text == "資料には記載がありません。" and answer.citations == []

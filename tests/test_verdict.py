@@ -67,3 +67,22 @@ def test_holding_sentence_finds_the_phrase_across_width_and_commas() -> None:
     text = "売上高は１，２００億円だった。前年より増えた。"
     assert holding_sentence("1200億円", "", text) == "売上高は１，２００億円だった。"
     assert holding_sentence("3000億円", "", text) == ""
+
+
+def test_a_phrase_that_only_repeats_the_question_is_rejected_unless_the_question_offers_choices() -> None:
+    hits = [hit("梅雨末期の雨は荒梅雨、または暴れ梅雨と呼ばれる。東北地方の夏は北海道より短い。")]
+    assert not judge("梅雨末期の雨を荒梅雨あるいは何と呼ぶか", "荒梅雨", 1, hits).accepted
+    assert judge("梅雨末期の雨を荒梅雨あるいは何と呼ぶか", "暴れ梅雨", 1, hits).accepted
+    assert judge("東北地方の夏は北海道よりも長い？短い？", "短い", 1, hits).accepted
+
+
+def test_a_bare_number_gets_the_unit_the_passage_writes_after_it() -> None:
+    hits = [hit("ヘルプセンターでは15種類以上の検索オプションが紹介されている。")]
+    c = judge("何種類以上の検索オプションが紹介されている?", "15", 1, hits)
+    assert c.accepted and c.phrase == "15種類"
+
+
+def test_a_word_copied_from_the_passage_is_accepted_even_if_written_in_hiragana() -> None:
+    hits = [hit("鹿児島県奄美群島では梅雨を「ながし」と呼ぶ。")]
+    c = judge("鹿児島県奄美群島で梅雨を何という？", "ながし", 1, hits)
+    assert c.accepted and c.quote == "鹿児島県奄美群島では梅雨を「ながし」と呼ぶ。"
