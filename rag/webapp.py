@@ -58,6 +58,11 @@ def quote_block(answer: Answer) -> str:
     return _QUOTE_BLOCK + "  \n> " + "  \n> ".join(lines)
 
 
+def answer_part(content: str) -> str:
+    """The answer of an answer message, without the quoted sentences under it."""
+    return content.split(_QUOTE_BLOCK, 1)[0]
+
+
 def answer_messages(answer: Answer) -> list[dict[str, Any]]:
     """The assistant's answer, then a collapsible sources message (cited passages, else all given)."""
     messages: list[dict[str, Any]] = [{"role": "assistant", "content": answer.text + quote_block(answer)}]
@@ -88,7 +93,7 @@ def history_pairs(history: list[dict[str, Any]]) -> list[tuple[str, str]]:
         if msg.get("role") == "user":
             question = content
         elif msg.get("role") == "assistant" and question is not None and not (msg.get("metadata") or {}).get("title"):
-            pairs.append((question, content.split(_QUOTE_BLOCK, 1)[0]))  # the answer, without the quoted sentences
+            pairs.append((question, answer_part(content)))
             question = None
     return pairs
 

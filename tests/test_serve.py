@@ -67,8 +67,10 @@ def page_answer(base: str, question: str) -> str:
     """The answer text the chat page shows, through gradio_client."""
     from gradio_client import Client
 
+    from rag.webapp import answer_part
+
     result = Client(f"{base}/", verbose=False).predict(question, api_name="/chat")
-    return result[0]["content"] if isinstance(result, list) else str(result)
+    return answer_part(result[0]["content"] if isinstance(result, list) else str(result))
 
 
 def at_once(calls: list[Callable[[], str]]) -> list[str]:
