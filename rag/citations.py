@@ -145,7 +145,8 @@ def attach_citations(
     titled = [with_title(t, p) for t, p in zip(titles, passages, strict=True)] if titles else passages
     holding = {n for n, p in enumerate(titled, start=1) if phrase and phrase_found(phrase, [p])}
     cited: dict[int, Cited] = {}
-    lines = [_cite_line(line, passages, titled, question, cited, phrase, holding) for line in text.split("\n")]
+    heads = list(titles) if titles else [""] * len(passages)
+    lines = [_cite_line(line, passages, titled, heads, question, cited, phrase, holding) for line in text.split("\n")]
     return "\n".join(lines).strip(), list(cited.values())
 
 
@@ -153,6 +154,7 @@ def _cite_line(
     text: str,
     passages: list[str],
     titled: list[str],
+    titles: list[str],
     question: str,
     cited: dict[int, Cited],
     phrase: str,
@@ -174,7 +176,10 @@ def _cite_line(
         if not keep and pool:
             keep = [max(pool, key=lambda n: scores[n])]
         for n in keep:
-            cited.setdefault(n, Cited(n=n, quote=quote_span(body, passages[n - 1], question=question)))
+            # The sentence (or the title) holding the answer phrase is what the reader should check;
+            # a sentence merely sharing words with the answer is the fallback.
+            held = holding_sentence(phrase, titles[n - 1], passages[n - 1]) if phrase and phrase in _span_norm(body) else ""
+            cited.setdefault(n, Cited(n=n, quote=held or quote_span(body, passages[n - 1], question=question)))
         # Markers go before the closing 。 as Japanese text puts notes: 「…スジャです[1]。」
         stem = body.rstrip("。！？!?")
         out.append(stem + "".join(f"[{n}]" for n in keep) + body[len(stem) :])
@@ -214,3 +219,22 @@ def phrase_found(phrase: str, passages: list[str]) -> bool:
         if not any(f and f in have for f in forms):
             return False
     return True
+
+
+_SENTENCE_OF = re.compile(r"[^。！？\n]+[。！？]?")
+
+
+def holding_sentence(phrase: str, title: str, text: str) -> str:
+    """The sentence of the passage that holds the phrase word for word, else the title if it does, else ""."""
+    want = flat_span(phrase)
+    for m in _SENTENCE_OF.finditer(text):
+        if want and want in flat_span(m.group(0)):
+            return m.group(0).strip()
+    if want and want in flat_span(title):
+        return title
+    return ""
+
+
+def flat_span(text: str) -> str:
+    """Text as a span is compared: NFKC, lower case, no spaces, quotes or thousands separators."""
+    return re.sub(r"[\s「」『』\"'“”]", "", re.sub(r"(?<=\d),(?=\d)", "", unicodedata.normalize("NFKC", text)).lower())

@@ -20,6 +20,8 @@ from rag.citations import (
     MIN_SUPPORT,
     REFUSAL_TEXT,
     attach_citations,
+    flat_span,
+    holding_sentence,
     is_refusal,
     phrase_found,
     quote_span,
@@ -101,7 +103,6 @@ def refusal_reason(question: str, text: str, cited: Sequence[object], cited_text
 NONE_WORDS = ("なし", "無し", "ありません", "ない")
 _LEADING_LABEL = re.compile(r"^\s*(?:答え|回答|解答|A)\s*[:：]\s*")
 _MARKERS = re.compile(r"\[\s*\d+(?:\s*[,、]\s*\d+)*\s*\]")
-_SENTENCE_OF = re.compile(r"[^。！？\n]+[。！？]?")
 _OFFERS_CHOICE = re.compile(r"どちら|どっち|それとも|[?？].*[?？]")
 
 
@@ -132,21 +133,6 @@ def clean_reading(raw: str, question: str = "") -> str:
     return phrase.strip().rstrip("。.")
 
 
-def holding_sentence(phrase: str, title: str, text: str) -> str:
-    """The sentence of the passage that holds the phrase word for word, else the title if it does, else ""."""
-    want = _flat(phrase)
-    for m in _SENTENCE_OF.finditer(text):
-        if want and want in _flat(m.group(0)):
-            return m.group(0).strip()
-    if want and want in _flat(title):
-        return title
-    return ""
-
-
-def _flat(text: str) -> str:
-    return re.sub(r"[\s「」『』\"'“”]", "", re.sub(r"(?<=\d),(?=\d)", "", unicodedata.normalize("NFKC", text)).lower())
-
-
 _BARE_NUMBER = re.compile(r"[\d,.]+|[〇一二三四五六七八九十百千万億兆]+")
 _UNITS = sorted({*COUNTERS, "年", "月", "日", "時", "分", "秒", "歳", "%", "パーセント"}, key=len, reverse=True)
 
@@ -168,7 +154,7 @@ def judge(question: str, raw: str, n: int, hits: Sequence[Hit]) -> Candidate:
     phrase = clean_reading(raw, question)
     if not phrase:
         return Candidate(n=n, phrase="", reason="the reading found no answer")
-    if _flat(phrase) in _flat(question) and not _OFFERS_CHOICE.search(question):
+    if flat_span(phrase) in flat_span(question) and not _OFFERS_CHOICE.search(question):
         # 「荒梅雨あるいは何と呼ぶか」 -> 「荒梅雨」: the question's own words are never what it asks for,
         # unless it offers the choices (「長い？短い？」).
         return Candidate(n=n, phrase=phrase, reason=f"{phrase!r} only repeats the question")
@@ -178,7 +164,7 @@ def judge(question: str, raw: str, n: int, hits: Sequence[Hit]) -> Candidate:
     if quote:  # copied word for word: a bare number gets the unit the passage writes after it (15 -> 15種類)
         phrase = _with_unit(phrase, quote)
     else:
-        short = len(_flat(phrase)) <= MAX_SPAN_CHARS and not _INFLECTED.search(phrase)
+        short = len(flat_span(phrase)) <= MAX_SPAN_CHARS and not _INFLECTED.search(phrase)
         if short and not phrase_found(phrase, [titled]):
             return Candidate(n=n, phrase=phrase, reason=f"passage {n} does not contain {phrase!r} itself")
         if not short and support(phrase, titled, question=question) < MIN_SUPPORT:
@@ -219,7 +205,7 @@ def choose(candidates: Sequence[Candidate]) -> Candidate | None:
 
 def answer_text(candidate: Candidate) -> str:
     """What the person reads first: the phrase and its passage's number; a clause ends as a sentence."""
-    if len(_flat(candidate.phrase)) <= MAX_SPAN_CHARS and not _INFLECTED.search(candidate.phrase):
+    if len(flat_span(candidate.phrase)) <= MAX_SPAN_CHARS and not _INFLECTED.search(candidate.phrase):
         return f"{candidate.phrase}[{candidate.n}]"
     return f"{candidate.phrase}[{candidate.n}]。"
 

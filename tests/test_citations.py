@@ -94,3 +94,22 @@ def test_the_article_title_counts_as_part_of_its_passage() -> None:
     assert answer.citations[0].title == "ヨーロッパ"
     # A name in neither the title nor the text is still not supported.
     assert make_answer(question, "アジアの西に位置する地域はオセアニアです[1]。", hits).refused
+
+
+def test_a_number_stated_only_in_the_title_is_quoted_from_the_title() -> None:
+    from rag.citations import attach_citations
+
+    passage = "世論調査でゼレンスキー氏の再選を願う国民は少数だった。トランプ政権は同氏が主張する57%の支持率を疑問視している。"
+    title = "ゼレンスキー氏の再選を願う国民の割合は15.9%"
+    text, cited = attach_citations(
+        "15.9%[1]", [passage], question="ゼレンスキー氏の再選を願う国民の割合は何%ですか?", titles=[title]
+    )
+    assert [c.n for c in cited] == [1] and cited[0].quote == title
+
+
+def test_the_quote_is_the_sentence_holding_the_answer_not_a_neighbour() -> None:
+    from rag.citations import attach_citations
+
+    passage = "ロシア軍は攻勢を強めた。要衝スジャ奪還に向けて制圧地域を広げてきた。北朝鮮の兵士も投入された。"
+    _, cited = attach_citations("要衝の町はスジャです[1]。", [passage], question="要衝の町はどこですか?")
+    assert cited[0].quote == "要衝スジャ奪還に向けて制圧地域を広げてきた。"
