@@ -101,7 +101,7 @@ def test_a_number_stated_only_in_the_title_is_quoted_from_the_title() -> None:
 
     passage = "世論調査でゼレンスキー氏の再選を願う国民は少数だった。トランプ政権は同氏が主張する57%の支持率を疑問視している。"
     title = "ゼレンスキー氏の再選を願う国民の割合は15.9%"
-    text, cited = attach_citations(
+    _, cited = attach_citations(
         "15.9%[1]", [passage], question="ゼレンスキー氏の再選を願う国民の割合は何%ですか?", titles=[title]
     )
     assert [c.n for c in cited] == [1] and cited[0].quote == title
