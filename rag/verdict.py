@@ -46,6 +46,22 @@ def _citation(n: int, hit: Hit, quote: str = "") -> Citation:
     )
 
 
+def _refusal(
+    question: str, passages: list[Citation], raw_text: str, reason: str, timings: dict[str, float | int]
+) -> Answer:
+    """The refusal, with the closest passages still visible so the reader can see what was searched."""
+    return Answer(
+        question=question,
+        text=REFUSAL_TEXT,
+        citations=[],
+        passages=passages,
+        refused=True,
+        raw_text=raw_text,
+        refusal_reason=reason,
+        **timings,  # type: ignore[arg-type]
+    )
+
+
 def make_answer(
     question: str,
     raw_text: str,
@@ -71,17 +87,7 @@ def make_answer(
         if p < bar:
             reason = f"the evidence is weak (answerability {p:.2f} < {bar})"
     if reason:
-        # The closest passages stay visible so the reader can see what was searched.
-        return Answer(
-            question=question,
-            text=REFUSAL_TEXT,
-            citations=[],
-            passages=passages,
-            refused=True,
-            raw_text=raw_text,
-            refusal_reason=reason,
-            **timings,  # type: ignore[arg-type]
-        )
+        return _refusal(question, passages, raw_text, reason, timings)
     citations = [_citation(c.n, hits[c.n - 1], c.quote) for c in sorted(cited, key=lambda c: c.n)]
     return Answer(question=question, text=text, citations=citations, passages=passages, raw_text=raw_text, **timings)  # type: ignore[arg-type]
 
@@ -223,16 +229,7 @@ def answer_from_readings(
     chosen = choose(candidates)
     if chosen is None:
         reasons = "; ".join(f"[{c.n}] {c.reason}" for c in candidates) or "no passage was found"
-        return Answer(
-            question=question,
-            text=REFUSAL_TEXT,
-            citations=[],
-            passages=passages,
-            refused=True,
-            raw_text=raw,
-            refusal_reason=reasons,
-            **timings,  # type: ignore[arg-type]
-        )
+        return _refusal(question, passages, raw, reasons, timings)
     citation = _citation(chosen.n, hits[chosen.n - 1], chosen.quote)
     return Answer(
         question=question,
