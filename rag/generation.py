@@ -182,6 +182,15 @@ def format_passages(question: str, hits: Sequence[Hit], *, budget: int = CONTEXT
     return "\n".join(lines)
 
 
+def _opening(instruction: str, history: Sequence[tuple[str, str]]) -> list[Message]:
+    """The instruction, then the earlier turns (text only, defused)."""
+    messages: list[Message] = [{"role": "system", "content": instruction}]
+    for user_text, assistant_text in history:
+        messages.append({"role": "user", "content": defuse(user_text)})
+        messages.append({"role": "assistant", "content": defuse(assistant_text)})
+    return messages
+
+
 def build_messages(
     question: str,
     hits: Sequence[Hit],
@@ -190,10 +199,7 @@ def build_messages(
     context_chars: int = CONTEXT_CHARS,
 ) -> list[Message]:
     """Chat messages: instruction, earlier turns (text only), then the numbered passages and the question."""
-    messages: list[Message] = [{"role": "system", "content": SYSTEM_PROMPT}]
-    for user_text, assistant_text in history:
-        messages.append({"role": "user", "content": defuse(user_text)})
-        messages.append({"role": "assistant", "content": defuse(assistant_text)})
+    messages = _opening(SYSTEM_PROMPT, history)
     question = defuse(question)
     if hits:
         content = f"資料:\n{format_passages(question, hits, budget=context_chars)}\n\n質問: {question}"
@@ -211,10 +217,7 @@ def build_reading_messages(
     history: Sequence[tuple[str, str]] = (),
 ) -> list[Message]:
     """Chat messages that give the model passage n (1 = best hit) alone, under its title, to find the answer in."""
-    messages: list[Message] = [{"role": "system", "content": READER_PROMPT}]
-    for user_text, assistant_text in history:
-        messages.append({"role": "user", "content": defuse(user_text)})
-        messages.append({"role": "assistant", "content": defuse(assistant_text)})
+    messages = _opening(READER_PROMPT, history)
     question = defuse(question)
     hit = hits[n - 1]
     text = _per_passage(question, hit.chunk.text)
