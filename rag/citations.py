@@ -141,7 +141,7 @@ def attach_citations(
         lambda m: "".join(f"[{x.strip()}]" for x in re.split(r"[,、]", m.group(1))),
         answer.translate(_FULLWIDTH).strip(),
     )
-    phrase = _span_norm(answer_phrase(text, question)).strip("、。,.")
+    phrase = span_norm(answer_phrase(text, question)).strip("、。,.")
     titled = [with_title(t, p) for t, p in zip(titles, passages, strict=True)] if titles else passages
     holding = {n for n, p in enumerate(titled, start=1) if phrase and phrase_found(phrase, [p])}
     cited: dict[int, Cited] = {}
@@ -170,7 +170,7 @@ def _cite_line(
             continue
         scores = {n: support(body, titled[n - 1], question=question) for n in range(1, len(passages) + 1)}
         pool = [n for n in scores if scores[n] >= MIN_SUPPORT]
-        if phrase and phrase in _span_norm(body) and (with_phrase := [n for n in pool if n in holding]):
+        if phrase and phrase in span_norm(body) and (with_phrase := [n for n in pool if n in holding]):
             pool = with_phrase
         keep = [n for n in dict.fromkeys(claimed) if n in pool]
         if not keep and pool:
@@ -178,7 +178,7 @@ def _cite_line(
         for n in keep:
             # The sentence (or the title) holding the answer phrase is what the reader should check;
             # a sentence merely sharing words with the answer is the fallback.
-            held = holding_sentence(phrase, titles[n - 1], passages[n - 1]) if phrase and phrase in _span_norm(body) else ""
+            held = holding_sentence(phrase, titles[n - 1], passages[n - 1]) if phrase and phrase in span_norm(body) else ""
             cited.setdefault(n, Cited(n=n, quote=held or quote_span(body, passages[n - 1], question=question)))
         # Markers go before the closing 。 as Japanese text puts notes: 「…スジャです[1]。」
         stem = body.rstrip("。！？!?")
@@ -196,7 +196,8 @@ _PAREN = re.compile(r"[(（][^()（）]*[)）]")
 _LEAD = re.compile(r"^(?:約|およそ|計|合計|\d{4}年(?=\d{1,2}月))")
 
 
-def _span_norm(text: str) -> str:
+def span_norm(text: str) -> str:
+    """Text as a span is compared: NFKC, lower case, no spaces, quotes or thousands separators."""
     t = re.sub(r"(?<=\d),(?=\d)", "", unicodedata.normalize("NFKC", text)).lower()
     return re.sub(r"[\s「」『』\"'“”]", "", t)
 
@@ -207,10 +208,10 @@ def phrase_found(phrase: str, passages: list[str]) -> bool:
     「スジャ州」 is not in a passage that says 「スジャ」 and 「州」 apart. Lenient where a reader would
     be: an added 約 or year, a parenthetical (「11億ドル(約1600億円)」), list items found one by one.
     """
-    phrase = _span_norm(phrase).strip("、。,.")
+    phrase = span_norm(phrase).strip("、。,.")
     if not phrase or len(phrase) > MAX_SPAN_CHARS or _INFLECTED.search(phrase):
         return True
-    have = _span_norm("\n".join(passages))
+    have = span_norm("\n".join(passages))
     for part in re.split(r"[、,・]|および|及び", phrase):
         part = part.strip()
         if not part:
@@ -226,15 +227,10 @@ _SENTENCE_OF = re.compile(r"[^。！？\n]+[。！？]?")
 
 def holding_sentence(phrase: str, title: str, text: str) -> str:
     """The sentence of the passage that holds the phrase word for word, else the title if it does, else ""."""
-    want = flat_span(phrase)
+    want = span_norm(phrase)
     for m in _SENTENCE_OF.finditer(text):
-        if want and want in flat_span(m.group(0)):
+        if want and want in span_norm(m.group(0)):
             return m.group(0).strip()
-    if want and want in flat_span(title):
+    if want and want in span_norm(title):
         return title
     return ""
-
-
-def flat_span(text: str) -> str:
-    """Text as a span is compared: NFKC, lower case, no spaces, quotes or thousands separators."""
-    return re.sub(r"[\s「」『』\"'“”]", "", re.sub(r"(?<=\d),(?=\d)", "", unicodedata.normalize("NFKC", text)).lower())

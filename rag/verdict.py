@@ -20,11 +20,11 @@ from rag.citations import (
     MIN_SUPPORT,
     REFUSAL_TEXT,
     attach_citations,
-    flat_span,
     holding_sentence,
     is_refusal,
     phrase_found,
     quote_span,
+    span_norm,
     support,
     with_title,
 )
@@ -160,7 +160,7 @@ def judge(question: str, raw: str, n: int, hits: Sequence[Hit]) -> Candidate:
     phrase = clean_reading(raw, question)
     if not phrase:
         return Candidate(n=n, phrase="", reason="the reading found no answer")
-    if flat_span(phrase) in flat_span(question) and not _OFFERS_CHOICE.search(question):
+    if span_norm(phrase) in span_norm(question) and not _OFFERS_CHOICE.search(question):
         # 「荒梅雨あるいは何と呼ぶか」 -> 「荒梅雨」: the question's own words are never what it asks for,
         # unless it offers the choices (「長い？短い？」).
         return Candidate(n=n, phrase=phrase, reason=f"{phrase!r} only repeats the question")
@@ -170,7 +170,7 @@ def judge(question: str, raw: str, n: int, hits: Sequence[Hit]) -> Candidate:
     if quote:  # copied word for word: a bare number gets the unit the passage writes after it (15 -> 15種類)
         phrase = _with_unit(phrase, quote)
     else:
-        short = len(flat_span(phrase)) <= MAX_SPAN_CHARS and not _INFLECTED.search(phrase)
+        short = len(span_norm(phrase)) <= MAX_SPAN_CHARS and not _INFLECTED.search(phrase)
         if short and not phrase_found(phrase, [titled]):
             return Candidate(n=n, phrase=phrase, reason=f"passage {n} does not contain {phrase!r} itself")
         if not short and support(phrase, titled, question=question) < MIN_SUPPORT:
@@ -211,7 +211,7 @@ def choose(candidates: Sequence[Candidate]) -> Candidate | None:
 
 def answer_text(candidate: Candidate) -> str:
     """What the person reads first: the phrase and its passage's number; a clause ends as a sentence."""
-    if len(flat_span(candidate.phrase)) <= MAX_SPAN_CHARS and not _INFLECTED.search(candidate.phrase):
+    if len(span_norm(candidate.phrase)) <= MAX_SPAN_CHARS and not _INFLECTED.search(candidate.phrase):
         return f"{candidate.phrase}[{candidate.n}]"
     return f"{candidate.phrase}[{candidate.n}]。"
 
