@@ -168,7 +168,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     from rag.onnx_export import export
 
     record = export(e5, n_threads=settings.n_threads)  # once; the query path then needs no torch
-    kind = "int8" if record["int8"] else f"fp32: int8 cosine {record['min_cosine_int8_vs_fp32']} < 0.99"
+    cosine = record["min_cosine_int8_vs_fp32"]
+    kind = f"fp32, and int8 (cosine {cosine}; RAG_EMBED_INT8=1)" if record["int8"] else f"fp32; int8 cosine {cosine} < 0.99"
     print(f"Embedding model for ONNX Runtime: {e5 / 'onnx'} ({kind})")
     return 0
 

@@ -33,10 +33,13 @@ class Settings:
     llm_model: str = ""
     llm_api_key: str = field(default="", repr=False)  # kept out of printed settings
     embed_model_path: Path | None = None  # a sentence-transformers folder; default: converted e5
-    # "torch": sentence-transformers. "onnx": ONNX Runtime on the file `rag models` exported (int8 where
-    # it agrees with fp32), no torch on the query path; a folder without an export uses torch. An index
-    # keeps the runtime's model id: int8 vectors are not mixed with torch ones (rebuild when switching).
-    embed_runtime: str = "torch"
+    # "onnx": ONNX Runtime on the fp32 file `rag models` exported, no torch on the query path, the same
+    # vectors as sentence-transformers (an index built by either reads with the other); a folder
+    # without an export uses torch. "torch": sentence-transformers, the reference.
+    embed_runtime: str = "onnx"
+    # ONNX int8 (where it agrees with fp32): faster builds; its vectors differ slightly, so an index
+    # keeps "+int8" in its model id and is not mixed with fp32 ones (rebuild when switching).
+    embed_int8: bool = False
     top_k: int = 4
     retrieval_mode: str = "hybrid"  # "hybrid" (dense + BM25, fused), "dense" or "lexical"
     # Measured on eval/seed_qa.jsonl (bench/tune_chunks.py): 200/40 gave the best recall@5 and MRR,

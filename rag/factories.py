@@ -16,7 +16,10 @@ EMBED_RUNTIMES = ("onnx", "torch")
 
 
 def embed_runtime(settings: Settings, folder: Path) -> tuple[str, bool]:
-    """(runtime, int8) the settings give for this model folder: ONNX when `rag models` exported it, else torch."""
+    """(runtime, int8) the settings give for this model folder: ONNX when `rag models` exported it, else torch.
+
+    int8 only when asked for (embed_int8) and the export kept an int8 file that agreed with fp32.
+    """
     from rag.onnx_export import read_record
 
     if settings.embed_runtime not in EMBED_RUNTIMES:
@@ -27,7 +30,7 @@ def embed_runtime(settings: Settings, folder: Path) -> tuple[str, bool]:
     record = read_record(folder) if settings.embed_runtime == "onnx" else None
     if record is None:
         return "torch", False
-    return "onnx", bool(record.get("int8"))
+    return "onnx", settings.embed_int8 and bool(record.get("int8"))
 
 
 def load_embedder(settings: Settings) -> Embedder:

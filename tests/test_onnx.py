@@ -21,16 +21,19 @@ E5 = REPO / "models" / "multilingual-e5-small"
 def _record(folder: Path, *, int8: bool) -> None:
     (folder / "onnx").mkdir(parents=True)
     (folder / "onnx" / "export.json").write_text(json.dumps({"int8": int8}), encoding="utf-8")
-    (folder / "onnx" / ("model_int8.onnx" if int8 else "model.onnx")).write_bytes(b"onnx")
+    (folder / "onnx" / "model.onnx").write_bytes(b"onnx")
+    if int8:
+        (folder / "onnx" / "model_int8.onnx").write_bytes(b"onnx")
 
 
-def test_the_runtime_is_onnx_only_where_an_export_exists(tmp_path: Path) -> None:
-    settings = Settings(embed_runtime="onnx")
+def test_the_runtime_is_onnx_fp32_where_an_export_exists_and_int8_only_when_asked(tmp_path: Path) -> None:
+    settings = Settings()
     assert embed_runtime(settings, tmp_path) == ("torch", False)  # a folder the user brought, not exported
     _record(tmp_path / "int8", int8=True)
-    assert embed_runtime(settings, tmp_path / "int8") == ("onnx", True)
+    assert embed_runtime(settings, tmp_path / "int8") == ("onnx", False)  # the default: fp32 ONNX
+    assert embed_runtime(settings.with_overrides(embed_int8=True), tmp_path / "int8") == ("onnx", True)
     _record(tmp_path / "fp32", int8=False)
-    assert embed_runtime(settings, tmp_path / "fp32") == ("onnx", False)
+    assert embed_runtime(settings.with_overrides(embed_int8=True), tmp_path / "fp32") == ("onnx", False)
     assert embed_runtime(settings.with_overrides(embed_runtime="torch"), tmp_path / "int8") == ("torch", False)
     with pytest.raises(RagError, match="RAG_EMBED_RUNTIME"):
         embed_runtime(settings.with_overrides(embed_runtime="tensorflow"), tmp_path / "int8")
@@ -48,18 +51,24 @@ def test_onnx_vectors_agree_with_sentence_transformers() -> None:
 
     record = read_record(E5)
     assert record is not None, "run `rag models` first: it exports the ONNX file"
-    onnx = OnnxEmbedder(E5, model_file(E5, int8=bool(record["int8"])), int8=bool(record["int8"]))
     torch = SentenceTransformerEmbedder(E5)
+    fp32 = OnnxEmbedder(E5, model_file(E5, int8=False))
     texts = _corpus_sentences()
     assert len(texts) >= 20
-    pairs = [(onnx.embed_passages(texts), torch.embed_passages(texts)), (onnx.embed_queries(texts), torch.embed_queries(texts))]
+    for a, b in [(fp32.embed_passages(texts), torch.embed_passages(texts)), (fp32.embed_queries(texts), torch.embed_queries(texts))]:
+        assert np.sum(a * b, axis=1).min() >= 0.9999  # the same vectors: indexes are shared with torch
+    assert fp32.model_id == torch.model_id and fp32.dimension == torch.dimension == 384
+    if not record["int8"]:
+        return
+    int8 = OnnxEmbedder(E5, model_file(E5, int8=True), int8=True)
+    pairs = [(int8.embed_passages(texts), torch.embed_passages(texts)), (int8.embed_queries(texts), torch.embed_queries(texts))]
     for a, b in pairs:
         cosine = np.sum(a * b, axis=1)
         # int8 weights move a vector by ~0.006 on average; short lines (a headline, a fare) up to ~0.013.
         assert cosine.mean() >= 0.99 and cosine.min() >= 0.98, (cosine.mean(), cosine.min())
         # The passage each text is closest to is the same with both runtimes.
         assert (np.argmax(a @ b.T, axis=1) == np.arange(len(texts))).all()
-    assert onnx.model_id.endswith("+int8") == bool(record["int8"]) and onnx.dimension == torch.dimension == 384
+    assert int8.model_id == torch.model_id + "+int8"
 
 
 @pytest.mark.integration
@@ -88,14 +97,17 @@ def test_asking_loads_neither_torch_nor_transformers(real_index: Settings, tmp_p
 
 
 @pytest.mark.integration
-def test_an_index_of_the_other_runtime_is_refused_when_the_vectors_differ(real_index: Settings, tmp_path: Path) -> None:
+def test_an_index_is_shared_by_torch_and_onnx_fp32_and_refused_by_int8(real_index: Settings, tmp_path: Path) -> None:
     from rag.factories import load_embedder, load_pipeline
     from rag.ingest import build_index
 
     torch_settings = real_index.with_overrides(index_dir=tmp_path / "index", embed_runtime="torch", seeds_dir=DATA / "corpus")
     build_index(settings=torch_settings)
-    onnx = load_embedder(real_index.with_overrides(embed_runtime="onnx"))
-    if not onnx.model_id.endswith("+int8"):
-        pytest.skip("the export kept fp32, whose vectors equal torch's: that index is readable")
+    onnx = load_embedder(torch_settings.with_overrides(embed_runtime="onnx"))
+    pipe = load_pipeline(settings=torch_settings.with_overrides(embed_runtime="onnx"), embedder=onnx, generator=object())
+    assert pipe.retrieve(KURSK_Q)  # the same vectors: no rebuild when switching between torch and fp32 ONNX
+    int8 = load_embedder(torch_settings.with_overrides(embed_runtime="onnx", embed_int8=True))
+    if not int8.model_id.endswith("+int8"):
+        pytest.skip("the export kept no int8 file")
     with pytest.raises(IndexMismatchError, match="rag build"):
-        load_pipeline(settings=torch_settings.with_overrides(embed_runtime="onnx"), embedder=onnx, generator=object())
+        load_pipeline(settings=torch_settings.with_overrides(embed_runtime="onnx"), embedder=int8, generator=object())
