@@ -12,9 +12,12 @@ vector (min and mean; a variant must keep min >= 0.99 to be usable without rebui
   int8 dynamic    torch dynamic int8 quantization of the Linear layers (no new dependency);
                   also of the feed-forward Linears only
   bf16            the model cast to bfloat16 (the CPU has AVX-512 BF16)
+  onnx fp32       rag.embedding.OnnxEmbedder on the fp32 file `rag models` exported: the default
+                  runtime (RAG_EMBED_RUNTIME=onnx)
+  onnx int8       the int8 file (RAG_EMBED_INT8=1)
 
-ONNX / OpenVINO backends of sentence-transformers need optimum + onnxruntime / openvino, which are
-not installed (and optimum pins transformers versions); see bench/README.md.
+sentence-transformers' own ONNX / OpenVINO backends need optimum, which pins transformers versions;
+rag/onnx_export.py exports with torch.onnx instead (bench/README.md).
 """
 
 from __future__ import annotations
@@ -95,6 +98,13 @@ def main() -> None:
         names = {n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and ".attention." not in n}
         return with_model(torch.ao.quantization.quantize_dynamic(model, names, dtype=torch.qint8))
 
+    def onnx(int8: bool) -> object:
+        from rag.config import Settings
+        from rag.factories import load_embedder
+
+        settings = Settings(models_dir=REPO / "models", embed_runtime="onnx", embed_int8=int8, n_threads=args.threads)
+        return load_embedder(settings)
+
     def run(embedder: SentenceTransformerEmbedder, by_length: bool) -> np.ndarray:
         if not by_length:
             return embed_passages(embedder, texts)
@@ -105,7 +115,7 @@ def main() -> None:
         return out
 
     # name -> (make the embedder, sort the whole list by length first)
-    variants: dict[str, tuple[Callable[[], SentenceTransformerEmbedder], bool]] = {
+    variants: dict[str, tuple[Callable[[], object], bool]] = {
         "default": (lambda: base, False),
         "sorted": (lambda: base, True),
         "batch 16": (lambda: with_model(base.model, 16), False),
@@ -114,6 +124,8 @@ def main() -> None:
         "int8 dynamic + sorted": (quantized, True),
         "int8 dynamic, feed-forward only": (quantized_ffn, False),
         "bf16": (lambda: with_model(copy.deepcopy(base.model).to(torch.bfloat16)), False),
+        "onnx fp32": (lambda: onnx(False), False),
+        "onnx int8": (lambda: onnx(True), False),
     }
     print(f"{len(texts)} passages, {args.threads} threads, load average {os.getloadavg()[0]:.1f}", flush=True)
     reference = None
