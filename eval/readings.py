@@ -1,7 +1,7 @@
 """Read every retrieved passage alone and keep what the model says of each (run on demand, tuning sets only).
 
     python eval/readings.py SET [SET ...] [--limit N] [--out eval/out/readings] [--resume]
-    python eval/readings.py --score OUT/SET.jsonl [...]    # the choice rules, offline, on kept readings
+    python eval/readings.py --score OUT/SET.jsonl [...] [--k 4]   # the choice rules, offline, on kept readings
 
 SET as in eval/quality.py. For each question the passages the pipeline would retrieve are read one
 at a time with rag.generation.READER_PROMPT (all of them, no early stop, so every choice rule can
@@ -137,10 +137,12 @@ RULES = {
 }
 
 
-def score(paths: list[str]) -> None:
+def score(paths: list[str], k: int | None = None) -> None:
     for path in paths:
         records = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-        print(f"{path}: {len(records)} questions")
+        if k:  # as if only the first k passages had been retrieved and read
+            records = [{**r, "hits": r["hits"][:k], "readings": r["readings"][:k]} for r in records]
+        print(f"{path}: {len(records)} questions" + (f", first {k} passages" if k else ""))
         for rule_name, rule in RULES.items():
             right = refused_ans = refused_un = answerable = cite_ok = unanswerable = 0
             seconds = []
@@ -186,9 +188,10 @@ def main() -> None:
     parser.add_argument("--out", default="eval/out/readings")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--score", nargs="+", metavar="JSONL")
+    parser.add_argument("--k", type=int, help="with --score: score only the first K passages of each question")
     args = parser.parse_args()
     if args.score:
-        score(args.score)
+        score(args.score, args.k)
     else:
         run(args)
 
