@@ -27,7 +27,7 @@ LLAMA_PATCH := patches/llama-cpp-python.patch
 LLAMA_KEY := $(shell (echo '$(LLAMA_CMAKE_ARGS)'; cat $(LLAMA_PATCH)) | sha256sum | cut -c1-10)
 LLAMA_WHEELS := $(HOME)/.cache/kiji-qa/llama-cpp-python-$(LLAMA_VERSION)-cpu-variants-$(LLAMA_KEY)
 
-.PHONY: install models index run test test-fast lint bench bench-baseline clean-index browser
+.PHONY: install models index run test test-fast lint bench bench-baseline clean-index browser fonts
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -73,11 +73,19 @@ browser:
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
 	fi
 
-test: install browser
+# An embedded Japanese TrueType font for the PDF tests (tests/test_office.py); the CID fonts need none.
+fonts:
+	@if [ -f /usr/share/fonts/opentype/ipafont-gothic/ipag.ttf ]; then :; else \
+		echo "Installing fonts-ipafont-gothic (Debian package) for the PDF tests..."; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-ipafont-gothic; \
+	fi
+
+test: install browser fonts
 	$(BIN)/rag models qwen2.5-coder-1.5b
 	$(BIN)/python -m pytest
 
-test-fast: install
+test-fast: install fonts
 	$(BIN)/python -m pytest -m "not integration"
 
 lint: install

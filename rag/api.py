@@ -133,6 +133,7 @@ def source_json(c: Citation) -> dict[str, Any]:
         "title": c.title,
         "date": c.date,
         "url": c.url,
+        "page": c.page,
         "quote": c.quote,
         "text": c.text,
     }

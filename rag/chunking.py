@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 
 from rag.types import Chunk, Document
@@ -26,7 +27,9 @@ def chunk_documents(docs: Iterable[Document], *, chunk_size: int, chunk_overlap:
     )
     chunks: list[Chunk] = []
     for doc in docs:
-        for position, text in enumerate(t for t in splitter.split_text(doc.text) if t.strip()):
+        texts = [t for t in splitter.split_text(doc.text) if t.strip()]
+        pages = _pages(doc, texts) if doc.pages else [None] * len(texts)
+        for position, (text, page) in enumerate(zip(texts, pages)):
             chunks.append(
                 Chunk(
                     chunk_id=f"{doc.doc_id}/{position}",
@@ -37,9 +40,24 @@ def chunk_documents(docs: Iterable[Document], *, chunk_size: int, chunk_overlap:
                     position=position,
                     date=doc.date,
                     url=doc.url,
+                    page=page,
                 )
             )
     return chunks
+
+
+def _pages(doc: Document, texts: list[str]) -> list[int | None]:
+    """The page where each passage of a paged document starts (passages come in order, so search forward)."""
+    starts = [offset for offset, _ in doc.pages]
+    out: list[int | None] = []
+    at = 0
+    for text in texts:
+        found = doc.text.find(text, at)
+        if found < 0:  # cannot happen for the splitter's own pieces; keep the previous position
+            found = at
+        out.append(doc.pages[max(bisect.bisect_right(starts, found) - 1, 0)][1])
+        at = found + 1  # the next passage may overlap this one, but starts after its start
+    return out
 
 
 def passage_text(chunk: Chunk) -> str:

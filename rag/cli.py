@@ -133,7 +133,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
     print("出典:" if answer.citations else "参照した資料 (回答に番号の引用はありません):")
     for c in shown:
         date = f" ({c.date})" if c.date else ""
-        print(f"[{c.n}] {c.title}{date} — {c.source}")
+        page = f" p. {c.page}" if c.page is not None else ""
+        print(f"[{c.n}] {c.title}{date} — {c.source}{page}")
         if args.show_text:
             print("    " + c.text.replace("\n", "\n    "))
     if args.verbose:

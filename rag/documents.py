@@ -1,7 +1,9 @@
 """Read a seeds folder into clean Documents in two plain steps.
 
 1. A reader per format turns a file into articles (title, date, URL, body lines):
-   `read_text_articles` for .txt/.md, `read_html_articles` for .html/.htm (trafilatura).
+   `read_text_articles` for .txt/.md, `read_html_articles` for .html/.htm (trafilatura),
+   `read_office_articles` for .pdf/.docx (pdfminer.six, python-docx; in a bounded child process,
+   rag/office.py). A PDF's lines keep their page.
 2. `clean_articles` drops page furniture line by line and records every drop with its rule
    (`rag inspect FILE` prints that record). It may drop menu-like lines; it never drops a
    line because of the word it starts with.
@@ -9,7 +11,9 @@
 
 from __future__ import annotations
 
+import bisect
 import gc
+import itertools
 import re
 import unicodedata
 from collections import Counter
@@ -17,12 +21,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from rag.office import DOCX_SUFFIX, OFFICE_SUFFIXES, REFUSED_SUFFIXES, OfficeReadError
 from rag.text import ends_sentence, has_sentence, split_sentences
 from rag.types import Document, Drop, FileReport, SkippedFile
 
 TEXT_SUFFIXES = (".txt", ".md")
 HTML_SUFFIXES = (".html", ".htm")
-SEED_SUFFIXES = TEXT_SUFFIXES + HTML_SUFFIXES
+SEED_SUFFIXES = TEXT_SUFFIXES + HTML_SUFFIXES + OFFICE_SUFFIXES
+LISTED_SUFFIXES = SEED_SUFFIXES + tuple(REFUSED_SUFFIXES)  # a .doc is listed to be reported, not read
+PAGE_FURNITURE = "page header/footer"  # rule of a PDF's running heads, feet and page numbers
 MIN_ARTICLE_CHARS = 40  # a body shorter than this without one sentence is a stray caption, not an article
 SHORT_LINE = 15  # characters: below this a line without a sentence end is a label ("ニュース", "ワールド")
 MENU_RUN = 10  # this many non-sentence lines in a row, a third of them labels, are a link list or ranking
@@ -203,6 +210,15 @@ class Article:
     title_next: bool = False  # after a blog's day header the next line is the title, however short
     html: bool = False  # lines come from trafilatura: one per block element, menus it let in stacked on top
     headers: list[Line] = field(default_factory=list)  # lines the reader turned into metadata (date headers, bylines)
+    furniture: list[Line] = field(default_factory=list)  # a PDF's running heads and page numbers, found by position
+    pages: list[tuple[int, int]] = field(default_factory=list)  # (first line number, page) of each page of a PDF
+
+    def page_of(self, line_no: int) -> int | None:
+        """The page a line of a PDF is on (None for files without pages)."""
+        if not self.pages:
+            return None
+        i = bisect.bisect_right(self.pages, (line_no, float("inf"))) - 1
+        return self.pages[max(i, 0)][1]
 
     def has_text(self) -> bool:
         return bool(self.title) or any(text for _, text in self.lines)
@@ -291,6 +307,36 @@ def read_html_articles(html: str) -> list[Article]:
     return [Article(title=title or None, date=date, url=doc.url or None, lines=lines, html=True)]
 
 
+_FILE_TITLE = re.compile(r"^(?:Microsoft Word - .*|.*\.(?:docx?|pdf|txt|rtf)|untitled|無題.*)$", re.IGNORECASE)
+
+
+def read_office_articles(path: Path) -> list[Article]:
+    """A PDF or DOCX as one article: its title (metadata, else a heading or its first line), lines and pages."""
+    from rag.office import docx_lines, pdf_paragraphs, read_office_data
+
+    data = read_office_data(path)
+    meta_title = _normalize_line(data.get("title") or "")
+    if not meta_title or _FILE_TITLE.match(meta_title):
+        meta_title = ""  # "Microsoft Word - 原稿.docx" names the file, not the article
+    if path.suffix.lower() == DOCX_SUFFIX:
+        title, body = docx_lines({**data, "title": meta_title})
+        lines: list[Line] = [(no, t) for no, t in enumerate(body, start=1)]
+        article = Article(title=title, lines=lines)
+    else:
+        from rag.office import SCAN_REASON
+
+        paragraphs = pdf_paragraphs(data)
+        if not any(not p.furniture for p in paragraphs):
+            raise UnreadableFileError(SCAN_REASON)
+        article = Article(title=meta_title or None)
+        for no, p in enumerate(paragraphs, start=1):
+            if not article.pages or article.pages[-1][1] != p.page:
+                article.pages.append((no, p.page))
+            (article.furniture if p.furniture else article.lines).append((no, p.text))
+    article.date = _first_date([t for _, t in sorted(article.lines + article.furniture)[:12]] + [article.title or ""])
+    return [article] if article.has_text() else []
+
+
 def _first_url(raw: str) -> str | None:
     for url in _URL.findall(raw):
         if not url.startswith(_SHORT_LINK):
@@ -317,6 +363,7 @@ class CleanArticle:
     date: str | None
     url: str | None
     paragraphs: list[str]
+    lines: list[int] = field(default_factory=list)  # the line number each paragraph came from
 
 
 def _strip_inline(no: int, line: str, drops: list[Drop]) -> str:
@@ -390,7 +437,8 @@ def clean_articles(articles: Sequence[Article]) -> tuple[list[CleanArticle], lis
             elif line in seen_sentences or line in seen_labels:
                 drops.append(Drop(no, line, "repeated"))
             elif line.endswith(_ELLIPSES) and _is_cut_preview(
-                line, prefixes := prefixes if prefixes is not None else _prefix_index(t for w, _ in work for _, t in w.lines)
+                line,
+                prefixes := prefixes if prefixes is not None else _prefix_index(t for w, _ in work for _, t in w.lines),
             ):
                 drops.append(Drop(no, line, "cut preview"))
             else:
@@ -405,6 +453,8 @@ def clean_articles(articles: Sequence[Article]) -> tuple[list[CleanArticle], lis
     for a, raw, body in out:
         for no, t in a.headers:
             drops.append(Drop(no, t, "header"))  # its date (and author) became the article's metadata
+        for no, t in a.furniture:
+            drops.append(Drop(no, t, PAGE_FURNITURE))
         body = _drop_menu_runs(body, drops, keep_head=not a.title)
         title, title_line = a.title, a.title_line
         if not title or a.html:
@@ -420,7 +470,8 @@ def clean_articles(articles: Sequence[Article]) -> tuple[list[CleanArticle], lis
             if title and (paragraphs or a.title):
                 drops.append(Drop(title_line, title, "title without text"))
             continue
-        result.append(CleanArticle(title=title, date=a.date, url=a.url, paragraphs=paragraphs))
+        numbers = [no for no, t in body if t]
+        result.append(CleanArticle(title=title, date=a.date, url=a.url, paragraphs=paragraphs, lines=numbers))
     drops.sort(key=lambda d: d.line_no)  # stable: pieces of one line stay in the order found
     return result, drops
 
@@ -558,19 +609,28 @@ class FileReading:
 
 
 def list_seed_files(seeds_dir: Path) -> list[Path]:
-    """The files in a seeds folder that are read as articles (.txt .md .html .htm, not hidden), in a stable order."""
+    """The files in a seeds folder that are read as articles (.txt .md .html .htm .pdf .docx, and .doc to be
+    reported; not hidden), in a stable order."""
     root = Path(seeds_dir)
     return sorted(
         p
         for p in root.rglob("*")
         if p.is_file()
-        and p.suffix.lower() in SEED_SUFFIXES
+        and p.suffix.lower() in LISTED_SUFFIXES
         and not any(part.startswith(".") for part in p.relative_to(root).parts)
     )
 
 
 def read_articles(path: Path, data: bytes | None = None) -> tuple[list[Article], str]:
-    """Step 1 for one file: decode its bytes and run the reader of its format."""
+    """Step 1 for one file: decode its bytes and run the reader of its format (the encoding is "" for PDF/DOCX)."""
+    suffix = Path(path).suffix.lower()
+    if suffix in REFUSED_SUFFIXES:
+        raise UnreadableFileError(REFUSED_SUFFIXES[suffix])
+    if suffix in OFFICE_SUFFIXES:
+        try:
+            return read_office_articles(Path(path)), ""
+        except OfficeReadError as exc:
+            raise UnreadableFileError(str(exc)) from exc
     data = Path(path).read_bytes() if data is None else data
     text, encoding = detect_encoding(data)
     if Path(path).suffix.lower() in HTML_SUFFIXES:
@@ -605,6 +665,9 @@ def _read_file(path: Path, *, root: Path | None) -> FileReading:
         report = FileReport(path=source, dropped_chars=dropped_chars, status="skipped", reason=reason)
         return FileReading(docs=[], drops=drops, report=report, encoding=encoding)
     stem = Path(source).with_suffix("").as_posix()
+    # The suffix stays in a PDF's or DOCX's id: 記事.pdf is often saved beside 記事.docx or 記事.txt.
+    if Path(source).suffix.lower() in OFFICE_SUFFIXES:
+        stem = Path(source).as_posix()
     docs = [
         Document(
             doc_id=f"{stem}#{i}",
@@ -613,12 +676,27 @@ def _read_file(path: Path, *, root: Path | None) -> FileReading:
             date=a.date,
             url=a.url,
             text="\n\n".join(a.paragraphs),
+            pages=_page_offsets(a, articles[0]) if articles and articles[0].pages else (),
         )
         for i, a in enumerate(cleaned)
     ]
+    if articles and articles[0].pages:
+        drops = [replace(d, page=articles[0].page_of(d.line_no)) for d in drops]
     kept = sum(len(d.text) for d in docs)
     report = FileReport(path=source, articles=len(docs), kept_chars=kept, dropped_chars=dropped_chars)
     return FileReading(docs=docs, drops=drops, report=report, encoding=encoding)
+
+
+def _page_offsets(clean: CleanArticle, article: Article) -> tuple[tuple[int, int], ...]:
+    """(offset in the document's text, page) where each page's paragraphs start."""
+    out: list[tuple[int, int]] = []
+    offset = 0
+    for text, no in zip(clean.paragraphs, clean.lines):
+        page = article.page_of(no)
+        if page is not None and (not out or out[-1][1] != page):
+            out.append((offset, page))
+        offset += len(text) + 2  # the "\n\n" between paragraphs
+    return tuple(out)
 
 
 def load_file(path: Path, *, root: Path | None = None) -> list[Document]:
@@ -660,14 +738,34 @@ def format_reading(reading: FileReading) -> str:
     if r.status == "skipped":
         out.append(f"スキップ: {r.reason}")
     for i, doc in enumerate(reading.docs, start=1):
-        out += ["", f"=== 記事 {i}: {doc.title}", f"日付: {doc.date or '-'}", f"URL: {doc.url or '-'}", "", doc.text]
+        out += [
+            "",
+            f"=== 記事 {i}: {doc.title}",
+            f"日付: {doc.date or '-'}",
+            f"URL: {doc.url or '-'}",
+            "",
+            _with_pages(doc),
+        ]
     if reading.drops:
         out += ["", f"--- 落とした部分 ({len(reading.drops)})"]
         for d in reading.drops:
             where = f"{d.line_no:>5}行" if d.line_no else "    -  "
+            if d.page is not None:
+                where = f"p.{d.page:<4}" + where
             text = d.text if len(d.text) <= 80 else d.text[:79] + "…"
             out.append(f"{where} [{d.rule}] {text}")
     return "\n".join(out)
+
+
+def _with_pages(doc: Document) -> str:
+    """A document's text, with a 「--- p. N ---」 line where each page of a PDF starts."""
+    if not doc.pages:
+        return doc.text
+    parts = []
+    bounds = [*doc.pages, (len(doc.text), 0)]
+    for (start, page), (end, _) in itertools.pairwise(bounds):
+        parts.append(f"--- p. {page} ---\n" + doc.text[start:end].strip("\n"))
+    return "\n\n".join(parts)
 
 
 def summarize_skipped(skipped: Sequence[SkippedFile], *, limit: int = 5, full_list: str = "") -> str:

@@ -84,7 +84,7 @@ def add_documents(
     show_progress: bool = False,
     **overrides: object,
 ) -> AddReport:
-    """Copy article files into the seeds folder (safe names, .txt/.md/.html, ≤ 10 MB) and update the index.
+    """Copy article files into the seeds folder (safe names, .txt/.md/.html ≤ 10 MB, .pdf/.docx ≤ 50 MB) and update the index.
 
     A file whose name is taken is refused unless replace=True; one refused file refuses the call and
     nothing changes. If the index update fails, the copied files are taken out again and the previous

@@ -15,6 +15,8 @@ class Document:
     text: str
     date: str | None = None
     url: str | None = None
+    # For a paged file (PDF): (character offset in text, page number) where each page's text starts.
+    pages: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class Chunk:
     position: int  # order of the chunk inside its document
     date: str | None = None
     url: str | None = None
+    page: int | None = None  # page of a PDF where the passage starts (None: the file has no pages)
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class Citation:
     date: str | None = None
     url: str | None = None
     quote: str = ""  # the sentence of `text` that supports the answer (highlighted in the chat page)
+    page: int | None = None  # page of a PDF where the passage starts
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,7 @@ class Drop:
     line_no: int  # 1-based line of the decoded text (HTML: of the main text extracted from the page)
     text: str
     rule: str  # short rule name shown by `rag inspect`, e.g. "menu", "repeated", "link list"
+    page: int | None = None  # page of a PDF the piece was on
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,13 @@ from pathlib import Path
 from rag.documents import SEED_SUFFIXES, read_file
 from rag.errors import UploadError
 from rag.files import atomic_copy, atomic_write_bytes, sha256_file
+from rag.office import REFUSED_SUFFIXES
 
-UPLOAD_SUFFIXES = (".txt", ".md", ".html", ".htm")
+UPLOAD_SUFFIXES = (".txt", ".md", ".html", ".htm", ".pdf", ".docx")
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # an article is kilobytes; 10 MB is already a whole saved site
+# A PDF or Word file carries fonts and pictures beside its text: a 20-page press release with photos is 10-30 MB.
+MAX_PAGED_UPLOAD_BYTES = 50 * 1024 * 1024
+_PAGED = (".pdf", ".docx")
 MAX_NAME_CHARS = 100
 # Characters that are path syntax, shell-hostile or invisible; Japanese letters are all kept.
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]+")
@@ -37,6 +41,11 @@ def allowed_suffixes() -> tuple[str, ...]:
     return tuple(s for s in UPLOAD_SUFFIXES if s in SEED_SUFFIXES)
 
 
+def upload_limit(name: str) -> int:
+    """The largest file, in bytes, that can be added under this name (50 MB for PDF/DOCX, else 10 MB)."""
+    return MAX_PAGED_UPLOAD_BYTES if Path(name).suffix.lower() in _PAGED else MAX_UPLOAD_BYTES
+
+
 def safe_name(name: str) -> str:
     """A file name for the seeds folder from any given name: no folders, no '..', no hidden or control characters."""
     # Both separators: a name from a browser on Windows arrives as C:\\Users\\...\\記事.txt.
@@ -54,7 +63,12 @@ def _check(path: Path, name: str, seeds_dir: Path, *, replace: bool) -> bool:
     """Raise UploadError if path cannot be added as seeds_dir/name; True if it is already there unchanged."""
     shown = path.name
     allowed = allowed_suffixes()
-    if Path(name).suffix.lower() not in allowed:
+    suffix = Path(name).suffix.lower()
+    if suffix in REFUSED_SUFFIXES:
+        raise UploadError(
+            f"{shown}: {REFUSED_SUFFIXES[suffix]}.", filename=shown, code="doc", detail=REFUSED_SUFFIXES[suffix]
+        )
+    if suffix not in allowed:
         raise UploadError(
             f"{shown}: only {', '.join(allowed)} files can be added. Save the article as one of these and try again.",
             filename=shown,
@@ -63,9 +77,10 @@ def _check(path: Path, name: str, seeds_dir: Path, *, replace: bool) -> bool:
     if not path.is_file():
         raise UploadError(f"{shown}: no such file ({path}).", filename=shown, code="missing")
     size = path.stat().st_size
-    if size > MAX_UPLOAD_BYTES:
+    limit = upload_limit(name)
+    if size > limit:
         raise UploadError(
-            f"{shown} is {size / 1e6:.1f} MB; files up to {MAX_UPLOAD_BYTES // (1024 * 1024)} MB can be added. "
+            f"{shown} is {size / 1e6:.1f} MB; {suffix or 'such'} files up to {limit // (1024 * 1024)} MB can be added. "
             "Split it into smaller files (for example one per article) and add those.",
             filename=shown,
             code="size",

@@ -42,6 +42,7 @@ def _citation(n: int, hit: Hit, quote: str = "") -> Citation:
         chunk_id=c.chunk_id,
         date=c.date,
         url=c.url,
+        page=c.page,
         quote=quote,
     )
 

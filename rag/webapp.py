@@ -28,11 +28,16 @@ BUSY_MESSAGE = "ただいま混み合っています（回答待ちの質問が�
 WAITING_MESSAGE = "ほかの質問に答えています。順番が来たら答えます（前に {ahead} 件）…"
 
 
+def page_label(page: int | None) -> str:
+    """「p. 3」 for a passage of a PDF, "" otherwise."""
+    return f"p. {page}" if page is not None else ""
+
+
 def format_sources(citations: list[Citation]) -> str:
     """Markdown for the numbered sources: title, date, seed file, and the passage itself."""
     blocks = []
     for c in citations:
-        meta = " · ".join(x for x in (c.date, f"`{c.source}`") if x)
+        meta = " · ".join(x for x in (c.date, f"`{c.source}`", page_label(c.page)) if x)
         passage, title = html.escape(c.text), html.escape(c.title)
         quote = html.escape(c.quote)
         if quote and quote in passage:
@@ -101,7 +106,8 @@ def history_pairs(history: list[dict[str, Any]]) -> list[tuple[str, str]]:
 UPLOAD_LABEL = "記事を追加する"
 _UPLOAD_REFUSALS = {
     "type": "{name}: この種類のファイルは追加できません（{allowed} のみ）。",
-    "size": "{name}: ファイルが大きすぎます（上限 10 MB）。記事ごとに分けて追加してください。",
+    "size": "{name}: ファイルが大きすぎます（上限 .txt .md .html は 10 MB、.pdf .docx は 50 MB）。記事ごとに分けて追加してください。",
+    "doc": "{name}: {detail}。",
     "exists": "{name}: 同じ名前で内容の違う記事がすでにあります。名前を変えるか「同じ名前の記事を置き換える」を選んでください。",
     "empty": "{name}: ファイルが空です。",
     "missing": "{name}: ファイルが見つかりません。もう一度選んでください。",
@@ -201,7 +207,10 @@ def build_app(pipe: RagPipeline) -> Any:
     with app, gr.Accordion(UPLOAD_LABEL, open=False):  # added below the chat, inside the same page
         # No file_types filter: Gradio would refuse other types with its own English message; the
         # handler refuses them with a Japanese one that says which types are accepted.
-        files = gr.File(label=f"記事ファイル（{' '.join(allowed_suffixes())}、1ファイル 10 MB まで）", file_count="multiple")
+        files = gr.File(
+            label=f"記事ファイル（{' '.join(allowed_suffixes())}、1ファイル 10 MB まで、PDF と Word は 50 MB まで）",
+            file_count="multiple",
+        )
         replace = gr.Checkbox(label="同じ名前の記事を置き換える", value=False)
         button = gr.Button(UPLOAD_LABEL, variant="secondary")
         result = gr.Markdown()

@@ -68,7 +68,9 @@ def test_a_running_pipeline_answers_from_the_added_article_without_restart(built
 @pytest.mark.parametrize(
     ("name", "content", "code", "message"),
     [
-        ("report.pdf", b"%PDF-1.4", "type", r"only \.txt, \.md"),
+        ("report.xls", b"\xd0\xcf\x11\xe0", "type", r"only \.txt, \.md, \.html, \.htm, \.pdf, \.docx"),
+        ("report.pdf", b"%PDF-1.4", "unreadable", "PDFとして読めません"),
+        ("old.doc", b"\xd0\xcf\x11\xe0", "doc", r"\.docx として保存し直してください"),
         ("empty.txt", b"", "empty", "empty"),
         ("binary.txt", b"\x00\x01\x02", "unreadable", "binary.txt"),
     ],
@@ -89,7 +91,7 @@ def test_a_file_over_the_size_limit_is_refused_with_the_limit(built, tmp_path: P
     big = tmp_path / "big.txt"
     with open(big, "wb") as fh:
         fh.truncate(MAX_UPLOAD_BYTES + 1)  # sparse: no 10 MB written
-    with pytest.raises(rag.UploadError, match=r"big\.txt is 10\.5 MB; files up to 10 MB"):
+    with pytest.raises(rag.UploadError, match=r"big\.txt is 10\.5 MB; \.txt files up to 10 MB"):
         add_documents([big], settings=built, embedder=NoEmbedder())
 
 
@@ -165,10 +167,14 @@ def test_chat_page_upload_reports_in_japanese(built, article: Path, tmp_path: Pa
     message = upload_articles(pipe, [str(article)])
     assert "記事を追加しました" in message and "雪まつり.txt" in message
     assert pipe.retrieve("雪まつりの雪像は何基?", k=1)[0].chunk.source == "雪まつり.txt"
+    sheet = tmp_path / "a.xls"
+    sheet.write_bytes(b"\xd0\xcf\x11\xe0")
+    refused = upload_articles(pipe, [str(sheet)])
+    assert "追加しませんでした" in refused and "a.xls" in refused and ".txt" in refused and ".pdf" in refused
     pdf = tmp_path / "a.pdf"
     pdf.write_bytes(b"%PDF")
     refused = upload_articles(pipe, [str(pdf)])
-    assert "追加しませんでした" in refused and "a.pdf" in refused and ".txt" in refused
+    assert "追加しませんでした" in refused and "a.pdf" in refused and "PDFとして読めません" in refused
     article.write_text(NEW_ARTICLE.replace("150基", "160基"), encoding="utf-8")
     assert "置き換える" in upload_articles(pipe, [str(article)])
     assert "記事を追加しました" in upload_articles(pipe, [str(article)], replace=True)

@@ -43,7 +43,7 @@ UPSERT_BATCH = 512  # points per upsert request (a 384-float vector is ~1.5 kB, 
 RETRIEVE_BATCH = 1024  # points per retrieve request when an incremental build reads vectors back
 HNSW_EF = 128  # beam width of an HNSW query above APPROX_THRESHOLD (Qdrant's default is 100)
 TIMEOUT_SECONDS = 60
-PAYLOAD_FIELDS = ("chunk_id", "doc_id", "source", "title", "position", "date", "url")
+PAYLOAD_FIELDS = ("chunk_id", "doc_id", "source", "title", "position", "date", "url", "page")
 EXACT, HNSW = "exact", "hnsw"
 
 T = TypeVar("T")
