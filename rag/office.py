@@ -87,7 +87,9 @@ def _pdf_data(path: str) -> dict[str, Any]:
             if isinstance(raw, bytes):
                 title = _pdf_string(raw)
         manager = PDFResourceManager()
-        device = PDFPageAggregator(manager, laparams=LAParams())
+        # char_margin 1.0 (pdfminer's default 2.0): Japanese has no spaces, so a gap of more than one
+        # character is a column gutter; at 2.0, two columns drawn row by row fuse into one line.
+        device = PDFPageAggregator(manager, laparams=LAParams(char_margin=1.0))
         interpreter = PDFPageInterpreter(manager, device)
         pages = []
         for n, page in enumerate(PDFPage.create_pages(doc), start=1):
@@ -202,6 +204,14 @@ def _limit_memory() -> None:  # pragma: no cover - runs in the child between for
 
 def read_office_data(path: Path, *, seconds: float | None = None) -> dict[str, Any]:
     """Run the reader of a PDF or DOCX in a bounded child process; its data, or OfficeReadError with the reason."""
+    is_pdf = str(path).lower().endswith(PDF_SUFFIX)
+    with open(path, "rb") as fh:
+        head = fh.read(1024)
+    # Not a PDF or a zip at all (a renamed file): say so at once; pdfminer would scan all of it for objects.
+    if is_pdf and b"%PDF-" not in head:
+        raise OfficeReadError(BROKEN_PDF_REASON)
+    if not is_pdf and not head.startswith(b"PK"):
+        raise OfficeReadError(BROKEN_DOCX_REASON)
     seconds = READ_SECONDS if seconds is None else seconds
     env = dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS="1")
     try:
@@ -219,7 +229,7 @@ def read_office_data(path: Path, *, seconds: float | None = None) -> dict[str, A
         raise OfficeReadError(TOO_MUCH_MEMORY.format(limit=READ_MEMORY // 1024**3))
     if proc.returncode != 0:
         last = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
-        broken = BROKEN_PDF_REASON if str(path).lower().endswith(PDF_SUFFIX) else BROKEN_DOCX_REASON
+        broken = BROKEN_PDF_REASON if is_pdf else BROKEN_DOCX_REASON
         raise OfficeReadError(f"{broken}（{last[0][:160]}）")
     data = json.loads(proc.stdout.decode("utf-8"))
     if "error" in data:
@@ -329,11 +339,15 @@ def pdf_paragraphs(data: dict[str, Any]) -> list[Paragraph]:
     out: list[Paragraph] = []
     open_para: int | None = None  # index in out of a paragraph that ran on at the end of its box
     for p, page in enumerate(pages):
+        spans = [(min(ln[1] for ln in box), max(ln[2] for ln in box)) for box in page["boxes"]]
         for b, box in enumerate(page["boxes"]):
             if (p, b, 0) in furniture:
                 out.append(Paragraph(_norm(box[0][0]), p + 1, furniture=True))
                 continue
-            right = max(ln[2] for ln in box)
+            # The right edge of this box's column: the widest of the boxes it shares x-range with (a
+            # one-line box at the foot of a column cannot tell alone whether its line is full).
+            x0, x1 = spans[b]
+            right = max(hi for (lo, hi) in spans if lo < x1 and hi > x0)
             char = max(min((ln[4] - ln[3]) for ln in box), 1.0)  # about one character's width in Japanese
             text = ""
             start_page = p + 1
@@ -353,7 +367,7 @@ def pdf_paragraphs(data: dict[str, Any]) -> list[Paragraph]:
                 open_para = None
             if text:
                 last = box[-1]
-                runs_on = len(box) > 1 and last[2] >= right - 1.5 * char and not ends_sentence(text)
+                runs_on = last[2] >= right - 1.5 * char and not ends_sentence(text)
                 out.append(Paragraph(text, start_page))
                 open_para = len(out) - 1 if runs_on else None
             else:
