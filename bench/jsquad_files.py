@@ -9,16 +9,25 @@ command a user runs) indexes the folder, and then
 
 Run: `python bench/jsquad_files.py [--jsquad ../shared/jsquad/valid-v1.3.json] [--work DIR] [--limit N]`.
 Embedding ~1,100 paragraphs takes several minutes on 2 cores; --work keeps the index for reruns.
+
+--format pdf / docx: one file per JSQuAD article (--per article), its paragraphs laid out by
+reportlab over A4 pages (Adobe-Japan1 CID font, --columns 1 or 2, a running header and page
+numbers) or written as Word paragraphs under the article title by python-docx; also prints the
+reading speed (pages/s of `read_file`, the child process included). Compare with
+`--format txt --per article`: the same articles, the same definition of a hit (a passage of the
+article's file that holds a reference answer).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 from rag import evaluation as ev
@@ -28,6 +37,34 @@ from rag.retrieval import Retriever
 from rag.vector_index import VectorIndex
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # tests/office_files.py makes the PDF and DOCX files
+
+
+def paragraphs_of(txt: Path) -> list[tuple[str, str]]:
+    """(title, paragraph) of each article in a file written by write_squad_files."""
+    out = []
+    for block in txt.read_text(encoding="utf-8").split("\n---\n\n"):
+        title, body = block.split("\n\n", 1)
+        out.append((title.strip(), body.strip()))
+    return out
+
+
+def convert(seeds: Path, fmt: str, columns: int) -> dict[str, str]:
+    """Rewrite every .txt of the folder as a .pdf or .docx; returns the new name of each old one."""
+    from tests.office_files import make_docx, make_pdf
+
+    names = {}
+    for txt in sorted(seeds.glob("*.txt")):
+        parts = paragraphs_of(txt)
+        new = txt.with_suffix("." + fmt)
+        title = parts[0][0]
+        if fmt == "pdf":
+            make_pdf(new, [body for _, body in parts], columns=columns, title=title, headline=title)
+        else:
+            make_docx(new, [("title", title), *[("para", body) for _, body in parts]])
+        names[txt.name] = new.name
+        txt.unlink()
+    return names
 
 
 def uncovered_chars(paragraph: str, passages: list[str]) -> int:
@@ -38,8 +75,8 @@ def uncovered_chars(paragraph: str, passages: list[str]) -> int:
     """
     text = ev.normalize(paragraph)
     covered = [False] * len(text)
-    for passage in passages:
-        piece = ev.normalize(passage)
+    # A passage of a PDF or DOCX may run from one paragraph into the next ("\n\n" between them).
+    for piece in (ev.normalize(p) for passage in passages for p in passage.split("\n\n")):
         start = text.find(piece)
         while piece and start >= 0:
             covered[start : start + len(piece)] = [True] * len(piece)
@@ -54,13 +91,38 @@ def main() -> None:
         "--work", type=Path, default=None, help="folder for the files and the index (default: temporary)"
     )
     parser.add_argument("--limit", type=int, default=None, help="questions, spread evenly (default: all)")
+    parser.add_argument("--format", choices=("txt", "pdf", "docx"), default="txt")
+    parser.add_argument("--per", choices=("paragraph", "article"), default=None, help="default: paragraph for txt")
+    parser.add_argument("--columns", type=int, default=1, help="PDF columns (1 or 2)")
     args = parser.parse_args()
+    per = args.per or ("paragraph" if args.format == "txt" else "article")
 
     work = args.work or Path(tempfile.mkdtemp(prefix="kijiqa-jsquad-files-"))
     seeds, index_dir = work / "seeds", work / "index"
-    items = ev.write_squad_files(args.jsquad, seeds, per="paragraph")
-    files = sorted(p.name for p in seeds.glob("*.txt"))
-    print(f"{len(files)} paragraph files in {seeds}/, {len(items)} questions")
+    items = ev.write_squad_files(args.jsquad, seeds, per=per)
+    bodies = {p.name: [body for _, body in paragraphs_of(p)] for p in seeds.glob("*.txt")}
+    if args.format != "txt":
+        t0 = time.perf_counter()
+        names = convert(seeds, args.format, args.columns)
+        print(f"wrote {len(names)} {args.format} files in {time.perf_counter() - t0:.0f} s")
+        bodies = {names[k]: v for k, v in bodies.items()}
+        items = [replace(it, source=names.get(it.source, it.source)) for it in items]
+        if args.format == "pdf":
+            from pdfminer.high_level import extract_pages  # noqa: F401  (imported once, outside the timing)
+
+            from rag.documents import read_file
+
+            speeds, pages = [], 0
+            for f in sorted(seeds.glob("*.pdf")):
+                t0 = time.perf_counter()
+                reading = read_file(f)
+                took = time.perf_counter() - t0
+                n = max((d.pages[-1][1] for d in reading.docs if d.pages), default=0)
+                pages += n
+                speeds.append(n / took)
+            print(f"reading: {pages} pages in {len(speeds)} PDFs; pages/s per file median {statistics.median(speeds):.1f}")
+    files = sorted(bodies)
+    print(f"{len(files)} {per} files ({args.format}) in {seeds}/, {len(items)} questions")
 
     t0 = time.perf_counter()
     cmd = [sys.executable, "-m", "rag.cli", "build", "--seeds", str(seeds), "--index", str(index_dir), "--quiet"]
@@ -80,11 +142,12 @@ def main() -> None:
     not_indexed = [f for f in files if f not in passages]
     incomplete = []
     for f in files:
-        body = (seeds / f).read_text(encoding="utf-8").split("\n\n", 1)[1]
-        if f in passages and uncovered_chars(body, passages[f]):
-            incomplete.append(f)
+        for body in bodies[f]:
+            if f in passages and uncovered_chars(body, passages[f]):
+                incomplete.append(f)
     print(
-        f"files indexed: {len(files) - len(not_indexed)}/{len(files)}; paragraphs with a character in no passage: {len(incomplete)}"
+        f"files indexed: {len(files) - len(not_indexed)}/{len(files)}; paragraphs with a character in no passage: "
+        f"{len(incomplete)} of {sum(len(b) for b in bodies.values())}"
     )
     for f in (not_indexed + incomplete)[:5]:
         print(f"  {f}")

@@ -333,7 +333,10 @@ def read_office_articles(path: Path) -> list[Article]:
             if not article.pages or article.pages[-1][1] != p.page:
                 article.pages.append((no, p.page))
             (article.furniture if p.furniture else article.lines).append((no, p.text))
-    article.date = _first_date([t for _, t in sorted(article.lines + article.furniture)[:12]] + [article.title or ""])
+    # The article's own date line first; a running head's date (the issue's) only when it has none.
+    article.date = _first_date([t for _, t in article.lines[:12]] + [article.title or ""]) or _first_date(
+        t for _, t in article.furniture
+    )
     return [article] if article.has_text() else []
 
 

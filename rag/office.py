@@ -338,6 +338,7 @@ def pdf_paragraphs(data: dict[str, Any]) -> list[Paragraph]:
     #    sentence continues in the next box (the next column or page), past any furniture.
     out: list[Paragraph] = []
     open_para: int | None = None  # index in out of a paragraph that ran on at the end of its box
+    open_height = 0.0  # the height of its last line: it goes on only in text of the same size
     for p, page in enumerate(pages):
         spans = [(min(ln[1] for ln in box), max(ln[2] for ln in box)) for box in page["boxes"]]
         for b, box in enumerate(page["boxes"]):
@@ -351,11 +352,18 @@ def pdf_paragraphs(data: dict[str, Any]) -> list[Paragraph]:
             char = max(min((ln[4] - ln[3]) for ln in box), 1.0)  # about one character's width in Japanese
             text = ""
             start_page = p + 1
-            for i, (raw, _x0, x1, _y0, _y1) in enumerate(box):
+            last_height = 0.0
+            for i, (raw, _x0, x1, y0, y1) in enumerate(box):
                 piece = _norm(raw)
                 if not piece:
                     continue
-                if not text and open_para is not None and i == 0:
+                height, last_height = y1 - y0, last_height or (y1 - y0)
+                if text and abs(height - last_height) > 0.2 * last_height:
+                    # Another type size: a headline over its text (or a caption under it) is a paragraph of its own.
+                    out.append(Paragraph(text, start_page))
+                    text, start_page = "", p + 1
+                last_height = height
+                if not text and open_para is not None and i == 0 and abs(height - open_height) <= 0.2 * open_height:
                     # The paragraph left open at the end of the last box goes on here.
                     prev = out.pop(open_para)
                     text, start_page = prev.text, prev.page
@@ -370,6 +378,7 @@ def pdf_paragraphs(data: dict[str, Any]) -> list[Paragraph]:
                 runs_on = last[2] >= right - 1.5 * char and not ends_sentence(text)
                 out.append(Paragraph(text, start_page))
                 open_para = len(out) - 1 if runs_on else None
+                open_height = last[4] - last[3]
             else:
                 open_para = None
     return out

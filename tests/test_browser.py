@@ -2,7 +2,7 @@
 
 A real `rag serve` process answers from a copy of the real index; the test types an example
 question, waits for the streamed answer with its [n] marker, opens the sources panel and finds the
-highlighted passage; then uploads an article through the page and asks about it.
+highlighted passage; then uploads an article (a PDF) through the page and asks about it.
 `make test` installs chromium and chromium-driver when they are missing (the `browser` target).
 """
 
@@ -24,6 +24,7 @@ import pytest
 from rag.config import Settings
 from rag.webapp import EXAMPLES, UPLOAD_LABEL
 from tests.conftest import REPO, free_port, run_env, stop_process
+from tests.office_files import make_pdf
 
 pytestmark = pytest.mark.integration
 
@@ -47,12 +48,13 @@ ANSWER_WAIT = 900  # seconds: the model writes on 2 shared cores; a wait, not a 
 SERVER_WAIT = 900  # loading both models on a busy machine has taken over 300 s
 MARKER = re.compile(r"\[\d+\]")
 
-NEW_ARTICLE = "otaru_yukiakari.txt"
-NEW_TEXT = (
-    "小樽市で雪あかりの路、来場者は約12万人\n\n2026年2月16日(月)10時00分\n\n"
-    "北海道小樽市で開かれた冬の催し「小樽雪あかりの路」には、10日間で約12万人が訪れたと実行委員会が発表した。\n"
-    "運河沿いには約3万本のろうそくが並んだ。\n"
-)
+NEW_ARTICLE = "otaru_yukiakari.pdf"  # a press release as a two-page PDF (Japanese CID font, header, page numbers)
+NEW_TITLE = "小樽市で雪あかりの路、来場者は約12万人"
+NEW_PARAGRAPHS = [
+    "2026年2月16日(月)10時00分",
+    "北海道小樽市で開かれた冬の催し「小樽雪あかりの路」には、10日間で約12万人が訪れたと実行委員会が発表した。",
+    "運河沿いには約3万本のろうそくが並んだ。",
+]
 NEW_QUESTION = "小樽雪あかりの路には10日間で何人が訪れましたか?"
 
 
@@ -187,7 +189,7 @@ def test_browser_asks_an_example_opens_its_source_then_uploads_an_article_and_as
 
     # 2. Upload an article through the page's control, then ask about it.
     article = tmp_path / NEW_ARTICLE
-    article.write_text(NEW_TEXT, encoding="utf-8")
+    make_pdf(article, NEW_PARAGRAPHS, title=NEW_TITLE, headline=NEW_TITLE, lines_per_column=2)
     [accordion] = [b for b in browser.find_elements(By.CSS_SELECTOR, "button.label-wrap") if UPLOAD_LABEL in b.text]
     accordion.click()
     file_input = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "input[type=file]"), 30, "the file input")
@@ -208,4 +210,5 @@ def test_browser_asks_an_example_opens_its_source_then_uploads_an_article_and_as
 
     text, panel = _ask(browser, NEW_QUESTION)
     assert "12万人" in text
-    assert NEW_ARTICLE in _open_sources(browser, panel)  # the answer cites the uploaded article
+    sources = _open_sources(browser, panel)
+    assert NEW_ARTICLE in sources and "p. 1" in sources  # the answer cites the uploaded PDF, with its page
