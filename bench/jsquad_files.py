@@ -120,7 +120,9 @@ def main() -> None:
                 n = max((d.pages[-1][1] for d in reading.docs if d.pages), default=0)
                 pages += n
                 speeds.append(n / took)
-            print(f"reading: {pages} pages in {len(speeds)} PDFs; pages/s per file median {statistics.median(speeds):.1f}")
+            print(
+                f"reading: {pages} pages in {len(speeds)} PDFs; pages/s per file median {statistics.median(speeds):.1f}"
+            )
     files = sorted(bodies)
     print(f"{len(files)} {per} files ({args.format}) in {seeds}/, {len(items)} questions")
 

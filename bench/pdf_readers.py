@@ -49,7 +49,11 @@ def ours_text(path: Path) -> str:
     return "\n".join(d.text for d in read_file(path).docs)
 
 
-READERS = {"pypdf 7.1.1 (extract_text)": pypdf_text, "pdfminer.six (extract_text)": pdfminer_text, "記事QA (pdfminer boxes + column order)": ours_text}
+READERS = {
+    "pypdf 7.1.1 (extract_text)": pypdf_text,
+    "pdfminer.six (extract_text)": pdfminer_text,
+    "記事QA (pdfminer boxes + column order)": ours_text,
+}
 
 
 def main() -> None:
@@ -65,7 +69,7 @@ def main() -> None:
         "CID font, 2 columns drawn column by column": dict(font=CID_FONT, columns=2),
         "embedded TrueType, 2 columns drawn row by row": dict(font="IPAGothic", columns=2, row_order=True),
     }
-    print("| layout | reader | paragraphs whole | in written order | pages/s (median of %d) |" % args.runs)
+    print(f"| layout | reader | paragraphs whole | in written order | pages/s (median of {args.runs}) |")
     print("|---|---|---|---|---|")
     for name, options in layouts.items():
         path = work / "article.pdf"
@@ -81,7 +85,9 @@ def main() -> None:
             whole = sum(1 for i in where if i >= 0) / len(paras)
             found = [i for i in where if i >= 0]
             ordered = "yes" if found == sorted(found) and whole == 1 else "no"
-            print(f"| {name} ({pages} pages) | {reader} | {whole:.2f} | {ordered} | {pages / statistics.median(times):.1f} |")
+            print(
+                f"| {name} ({pages} pages) | {reader} | {whole:.2f} | {ordered} | {pages / statistics.median(times):.1f} |"
+            )
 
 
 if __name__ == "__main__":

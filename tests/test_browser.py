@@ -139,7 +139,18 @@ def served(real_index: Settings, tmp_path: Path) -> Iterator[tuple[int, Path]]:
     port = free_port()
     log = open(tmp_path / "serve.log", "w+", encoding="utf-8")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rag.cli", "serve", "--index", str(index_dir), "--seeds", str(seeds), "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "rag.cli",
+            "serve",
+            "--index",
+            str(index_dir),
+            "--seeds",
+            str(seeds),
+            "--port",
+            str(port),
+        ],
         cwd=REPO,
         env=run_env(),
         stdout=log,
