@@ -24,7 +24,7 @@ FLAT = "Flat"  # the exact FAISS index as a faiss.index_factory string
 # The modules that decide which passages a file gives. Their source is fingerprinted into the
 # manifest: when it changes, stored passages of unchanged files may no longer be what a fresh read
 # gives, so the next build re-reads and re-embeds every file instead of reusing them.
-_READER_MODULES = ("documents.py", "text.py", "chunking.py")
+_READER_MODULES = ("documents.py", "office.py", "text.py", "chunking.py")
 
 
 def reader_fingerprint() -> str:
