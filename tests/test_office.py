@@ -206,6 +206,33 @@ def test_every_sentence_written_to_a_pdf_is_read_back_or_its_drop_recorded(
 # DOCX
 
 
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    blocks=st.lists(
+        st.tuples(
+            st.sampled_from(["para", "para", "heading", "bullet", "table"]),
+            st.lists(st.text(alphabet=_KANA_KANJI, min_size=4, max_size=50), min_size=1, max_size=3),
+        ),
+        min_size=1,
+        max_size=15,
+    )
+)
+def test_every_sentence_written_to_a_docx_is_read_back_or_its_drop_recorded(tmp_path: Path, blocks) -> None:
+    made: list[tuple[str, object]] = []
+    written: list[str] = []
+    for kind, texts in blocks:
+        sentences = [t + "。" for t in texts]
+        written += sentences
+        made.append(("table", [sentences]) if kind == "table" else (kind, "".join(sentences)))
+    path = tmp_path / "w.docx"
+    make_docx(path, made)
+    reading = read_file(path)
+    text = squash("\n".join(d.title + "\n" + d.text for d in reading.docs))
+    dropped = squash("\n".join(d.text for d in reading.drops))
+    for sentence in written:
+        assert sentence in text or sentence in dropped, sentence
+
+
 def test_a_docx_is_read_with_its_heading_as_title_tables_and_lists(tmp_path: Path) -> None:
     path = tmp_path / "報告.docx"
     make_docx(
