@@ -47,7 +47,7 @@ $(LLAMA_WHEELS)/.built: | $(BIN)/python
 $(VENV)/.installed: pyproject.toml $(LLAMA_WHEELS)/.built | $(BIN)/python
 	# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build.
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install --find-links $(LLAMA_WHEELS) -e '.[test]'
+	$(BIN)/pip install --find-links $(LLAMA_WHEELS) -e '.[test,ray]'
 	# the same version may already be installed from another build: this one replaces it
 	$(BIN)/pip install --no-deps --force-reinstall $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
 	touch $@

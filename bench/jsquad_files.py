@@ -49,6 +49,25 @@ def paragraphs_of(txt: Path) -> list[tuple[str, str]]:
     return out
 
 
+def undrawable(texts: list[str]) -> set[str]:
+    """Characters the test PDFs cannot carry: drawn in the CID font and read back, they do not come back.
+
+    reportlab's Adobe-Japan1 font has no Bengali or Devanagari, no Ainu small katakana (ㇿ), no
+    IBM extension kanji (﨑); such characters never reach the PDF, so no reader can find them.
+    """
+    from pdfminer.high_level import extract_text
+
+    from tests.office_files import make_pdf
+
+    chars = sorted({ch for t in texts for ch in ev.normalize(t)})
+    with tempfile.TemporaryDirectory() as tmp:
+        pdf = Path(tmp) / "chars.pdf"
+        # One character per line, each between two markers, so a missing one is known by its place.
+        make_pdf(pdf, [f"〔{ch}〕" for ch in chars], header=None, page_numbers=False, lines_per_column=45)
+        back = ev.normalize(extract_text(pdf))
+    return {ch for ch in chars if f"〔{ch}〕" not in back}
+
+
 def convert(seeds: Path, fmt: str, columns: int) -> dict[str, str]:
     """Rewrite every .txt of the folder as a .pdf or .docx; returns the new name of each old one."""
     from tests.office_files import make_docx, make_pdf
@@ -67,16 +86,20 @@ def convert(seeds: Path, fmt: str, columns: int) -> dict[str, str]:
     return names
 
 
-def uncovered_chars(paragraph: str, passages: list[str]) -> int:
+def uncovered_chars(paragraph: str, passages: list[str], ignore: set[str] = frozenset()) -> int:
     """Characters of the paragraph that no passage of its file holds (whitespace and width ignored).
 
     A passage is at most a chunk long, so a sentence longer than that spans two passages: what
     counts is that every character is in one, not that every sentence is.
     """
-    text = ev.normalize(paragraph)
+
+    def norm(t: str) -> str:
+        return "".join(ch for ch in ev.normalize(t) if ch not in ignore)
+
+    text = norm(paragraph)
     covered = [False] * len(text)
     # A passage of a PDF or DOCX may run from one paragraph into the next ("\n\n" between them).
-    for piece in (ev.normalize(p) for passage in passages for p in passage.split("\n\n")):
+    for piece in (norm(p) for passage in passages for p in passage.split("\n\n")):
         start = text.find(piece)
         while piece and start >= 0:
             covered[start : start + len(piece)] = [True] * len(piece)
@@ -138,6 +161,11 @@ def main() -> None:
     settings = Settings.from_env()
     embedder = load_embedder(settings)
     index = VectorIndex.load(index_dir, expected_model=embedder.model_id)
+    missing = undrawable([b for v in bodies.values() for b in v]) if args.format == "pdf" else set()
+    if missing:
+        print(
+            f"characters the test PDFs cannot carry (left out of the check): {len(missing)}: {''.join(sorted(missing))[:60]}"
+        )
     passages: dict[str, list[str]] = defaultdict(list)
     for chunk in index.chunks:
         passages[chunk.source].append(chunk.text)
@@ -145,7 +173,7 @@ def main() -> None:
     incomplete = []
     for f in files:
         for body in bodies[f]:
-            if f in passages and uncovered_chars(body, passages[f]):
+            if f in passages and uncovered_chars(body, passages[f], missing):
                 incomplete.append(f)
     print(
         f"files indexed: {len(files) - len(not_indexed)}/{len(files)}; paragraphs with a character in no passage: "

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from rag.config import Settings
 from rag.errors import (
     BusyError,
+    DiskFullError,
     IndexBusyError,
     IndexCorruptError,
     IndexMismatchError,
@@ -60,6 +61,7 @@ __all__ = [
     "BusyError",
     "Chunk",
     "Citation",
+    "DiskFullError",
     "Document",
     "FileReport",
     "Hit",

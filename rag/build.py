@@ -7,10 +7,13 @@ through rag/versions.py, so the previous one stays what readers open until it is
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import secrets
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ from rag import manifest as manifest_mod
 from rag.chunking import JAPANESE_SEPARATORS, chunk_documents, passage_text
 from rag.documents import FileReading, list_seed_files, read_file, summarize_skipped
 from rag.embedding import Embedder
-from rag.errors import IndexCorruptError, IndexMismatchError, IndexNotBuiltError, SeedsError
+from rag.errors import DiskFullError, IndexCorruptError, IndexMismatchError, IndexNotBuiltError, SeedsError
 from rag.files import TMP_PREFIX, sha256_file
 from rag.manifest import DEFAULT_STORE, Manifest
 from rag.stores import VectorStore
@@ -132,6 +135,7 @@ def build(
     full: bool = False,
     lock_timeout: float = LOCK_TIMEOUT,
     store: VectorStore | None = None,
+    ray_settings: Any = None,
 ) -> BuildReport:
     """Bring the index up to date with the seeds folder, re-reading and embedding only new or changed files.
 
@@ -140,6 +144,8 @@ def build(
     used (and a lazy one only loaded) when there are passages to embed. The previous index stays
     what load_pipeline opens until the new one is complete. `store` keeps the vectors (default FAISS);
     an index kept in another store is rebuilt in full (its passages are read and embedded again).
+    `ray_settings` (a Settings with ray_address): new and changed files are read, chunked and
+    embedded on Ray (rag/ray_build.py); the rest of the build is the same.
     """
     started = time.perf_counter()
     store = store or FaissStore()
@@ -151,7 +157,7 @@ def build(
         if show_progress:
             print(message, file=sys.stderr, flush=True)
 
-    with index_lock(index_dir, timeout=lock_timeout, on_wait=waiting):
+    with index_lock(index_dir, timeout=lock_timeout, on_wait=waiting), _disk_full_message(index_dir):
         remove_leftovers(index_dir, store=store)
         return _build_locked(
             seeds_dir,
@@ -163,7 +169,24 @@ def build(
             full=full,
             started=started,
             store=store,
+            ray_settings=ray_settings,
         )
+
+
+@contextlib.contextmanager
+def _disk_full_message(index_dir: Path) -> Iterator[None]:
+    """Turn ENOSPC anywhere in a build into one message: the disk is full, the previous index still answers."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise DiskFullError(
+            f"The disk holding {index_dir}/ is full: the new index could not be written. The previous index is "
+            "still the one in use. Free some space and run `rag build` again; it removes what this build left. "
+            "(ディスクがいっぱいで索引を書けませんでした。前の索引をそのまま使っています。空きを作ってから "
+            "`rag build` をもう一度実行してください。)"
+        ) from exc
 
 
 def _build_locked(
@@ -177,6 +200,7 @@ def _build_locked(
     full: bool,
     started: float,
     store: VectorStore,
+    ray_settings: Any = None,
 ) -> BuildReport:
     paths = {str(p.relative_to(seeds_dir)): p for p in list_seed_files(seeds_dir)}
     hashes = {rel: sha256_file(p) for rel, p in paths.items()}
@@ -221,6 +245,13 @@ def _build_locked(
     old_index: VectorIndex | None = None
     if base is not None and any(reusable(rel) for rel in paths):
         old_rows, old_index = _old_passages(index_dir, base, store)
+    if ray_settings is not None:
+        return _build_on_ray(
+            seeds_dir, index_dir, paths=paths, hashes=hashes, reusable=reusable, base=base,
+            old_sources=old_sources, old_rows=old_rows, old_index=old_index, model_id=embedder.model_id,
+            ray_settings=ray_settings, chunk_size=chunk_size, chunk_overlap=chunk_overlap,
+            show_progress=show_progress, started=started, store=store,
+        )  # fmt: skip
 
     reports: list[FileReport] = []
     # Files read now, chunked at once: a file's documents are dropped as soon as it is chunked.
@@ -232,12 +263,7 @@ def _build_locked(
                 reports.append(stored_report(base, rel))
             else:
                 reading = _read(path, rel, seeds_dir)
-                if reading.report.status == "skipped":
-                    status = "skipped"
-                elif rel not in old_sources:
-                    status = "added"
-                else:
-                    status = "unchanged" if old_sources[rel] == hashes[rel] else "changed"
+                status = _status(reading.report.status, rel, old_sources, hashes)
                 reports.append(replace(reading.report, path=rel, status=status))
                 if status != "skipped":
                     new_chunks[rel] = chunk_documents(reading.docs, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
@@ -278,26 +304,138 @@ def _build_locked(
                     spool.append(old_index.vectors(rows))
             embed_pending()
         old_index = None  # its vectors are freed before the new index takes its copy
-        manifest = Manifest(
-            embedding_model=embedder.model_id,
-            dimension=dimension,
-            chunk_size=chunk_size,
-            chunk_overlap=chunk_overlap,
-            separators=JAPANESE_SEPARATORS,
-            # Skipped files are hashed too, so fixing one makes the index stale and it is read next time.
-            sources=hashes,
-            docs=docs,
-            chunks=len(chunks),
-            skipped={s.path: s.reason for s in skipped},
-            created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            reader=manifest_mod.reader_fingerprint(),
-            files={
-                r.path: {"articles": r.articles, "kept_chars": r.kept_chars, "dropped_chars": r.dropped_chars}
-                for r in reports
-                if r.status != "removed"
-            },
-        )
-        publish(index_dir, VectorIndex.from_vectors(manifest, chunks, spool, store=store), store)
+        _write_version(
+            index_dir, store, spool, chunks, reports, model_id=embedder.model_id, chunk_size=chunk_size,
+            chunk_overlap=chunk_overlap, hashes=hashes, docs=docs,
+        )  # fmt: skip
+    return BuildReport(
+        index_dir=str(index_dir),
+        docs=docs,
+        chunks=len(chunks),
+        seconds=time.perf_counter() - started,
+        skipped=skipped,
+        files=reports,
+        embedded=embedded,
+    )
+
+
+def _write_version(
+    index_dir: Path,
+    store: VectorStore,
+    spool: VectorSpool,
+    chunks: list[Chunk],
+    reports: list[FileReport],
+    *,
+    model_id: str,
+    chunk_size: int,
+    chunk_overlap: int,
+    hashes: dict[str, str],
+    docs: int,
+) -> None:
+    """Write the new index version from the spooled vectors and publish it (the atomic `CURRENT` switch)."""
+    manifest = Manifest(
+        embedding_model=model_id,
+        dimension=spool.dimension,
+        chunk_size=chunk_size,
+        chunk_overlap=chunk_overlap,
+        separators=JAPANESE_SEPARATORS,
+        # Skipped files are hashed too, so fixing one makes the index stale and it is read next time.
+        sources=hashes,
+        docs=docs,
+        chunks=len(chunks),
+        skipped={r.path: r.reason for r in reports if r.status == "skipped"},
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        reader=manifest_mod.reader_fingerprint(),
+        files={
+            r.path: {"articles": r.articles, "kept_chars": r.kept_chars, "dropped_chars": r.dropped_chars}
+            for r in reports
+            if r.status != "removed"
+        },
+    )
+    publish(index_dir, VectorIndex.from_vectors(manifest, chunks, spool, store=store), store)
+
+
+def _status(reading_status: str, rel: str, old_sources: dict[str, str], hashes: dict[str, str]) -> str:
+    if reading_status == "skipped":
+        return "skipped"
+    if rel not in old_sources:
+        return "added"
+    return "unchanged" if old_sources[rel] == hashes[rel] else "changed"
+
+
+def _build_on_ray(
+    seeds_dir: Path,
+    index_dir: Path,
+    *,
+    paths: dict[str, Path],
+    hashes: dict[str, str],
+    reusable: Any,
+    base: Manifest | None,
+    old_sources: dict[str, str],
+    old_rows: dict[str, list[int]],
+    old_index: VectorIndex | None,
+    model_id: str,
+    ray_settings: Any,
+    chunk_size: int,
+    chunk_overlap: int,
+    show_progress: bool,
+    started: float,
+    store: VectorStore,
+) -> BuildReport:
+    """The same build, with new and changed files read, chunked and embedded on Ray (rag/ray_build.py)."""
+    from rag import ray_build
+
+    to_read = [(rel, path) for rel, path in paths.items() if not reusable(rel)]
+    results = ray_build.process(
+        to_read, seeds_dir, settings=ray_settings, chunk_size=chunk_size, chunk_overlap=chunk_overlap
+    )
+    reports: list[FileReport] = []
+    chunks: list[Chunk] = []
+    embedded = 0
+    spool: VectorSpool | None = None
+
+    def append(rows: np.ndarray) -> None:
+        nonlocal spool
+        if len(rows) == 0:
+            return
+        if spool is None:
+            spool = VectorSpool(index_dir, rows.shape[1])
+        spool.append(rows)
+
+    try:
+        with _progress(len(to_read), "files (Ray)", "file", show_progress) as bar:
+            for rel in paths:
+                if reusable(rel):
+                    assert base is not None
+                    reports.append(stored_report(base, rel))
+                    if old_index is not None and (rows := old_rows.get(rel)):
+                        chunks += [old_index.chunks[i] for i in rows]
+                        append(old_index.vectors(rows))
+                    continue
+                result = next(results)
+                if result.rel != rel:  # preserve_order is what keeps passages in file order
+                    raise RuntimeError(f"Ray returned {result.rel} where {rel} was expected")
+                status = _status(result.report.status, rel, old_sources, hashes)
+                reports.append(replace(result.report, path=rel, status=status))
+                if status != "skipped":
+                    chunks += result.chunks
+                    append(result.vectors)
+                    embedded += len(result.chunks)
+                bar.update(1)
+        reports += [FileReport(path=rel, status="removed") for rel in sorted(set(old_sources) - set(hashes))]
+        skipped = [SkippedFile(path=r.path, reason=r.reason) for r in reports if r.status == "skipped"]
+        docs = sum(r.articles for r in reports if r.status not in ("skipped", "removed"))
+        if docs == 0 or spool is None:
+            why = summarize_skipped(skipped, limit=3) if skipped else f"no {' or '.join(_suffixes())} files"
+            raise SeedsError(f"No usable article in {seeds_dir}/ ({why}). The existing index was left as it was.")
+        old_index = None
+        _write_version(
+            index_dir, store, spool, chunks, reports, model_id=model_id, chunk_size=chunk_size,
+            chunk_overlap=chunk_overlap, hashes=hashes, docs=docs,
+        )  # fmt: skip
+    finally:
+        if spool is not None:
+            spool.close()
     return BuildReport(
         index_dir=str(index_dir),
         docs=docs,
@@ -422,5 +560,7 @@ def missing_sources(index_dir: Path, seeds_dir: Path) -> list[str]:
         manifest = read_manifest(index_dir)
     except (IndexNotBuiltError, IndexMismatchError, IndexCorruptError):
         return []
-    present = {str(p.relative_to(seeds_dir)) for p in list_seed_files(Path(seeds_dir))} if Path(seeds_dir).is_dir() else set()
+    present = (
+        {str(p.relative_to(seeds_dir)) for p in list_seed_files(Path(seeds_dir))} if Path(seeds_dir).is_dir() else set()
+    )
     return sorted(set(manifest.sources) - present)

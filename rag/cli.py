@@ -28,6 +28,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         "top_k": getattr(args, "k", None),
         "retrieval_mode": getattr(args, "mode", None),
         "store": getattr(args, "store", None),
+        "ray_address": getattr(args, "ray", None),
+        "ray_workers": getattr(args, "ray_workers", None),
+        "ray_cpus": getattr(args, "ray_cpus", None),
     }
     return Settings.from_env().with_overrides(**overrides)
 
@@ -267,6 +270,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--if-stale", action="store_true", help="記事や設定が変わったときだけ作り直す")
     p.add_argument("--full", action="store_true", help="変更のない記事も含め、すべて読み直して埋め込み直す")
     p.add_argument("--quiet", action="store_true", help="進捗バーを出さない")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="新しい・変わった記事の読み込みと埋め込みを Ray で行う (auto: 起動中のクラスタ, 省略: この機械で起動; "
+        "RAG_RAY_ADDRESS)。pip install -e '.[ray]' が必要",
+    )
+    p.add_argument("--ray-workers", type=int, help="埋め込みを行う Ray の actor の数 (既定: 2)")
+    p.add_argument("--ray-cpus", type=float, help="actor 1 つあたりの CPU 数 (既定: 1)")
     _add_store_option(p)
     p.set_defaults(func=cmd_build)
 

@@ -72,6 +72,13 @@ class Settings:
     qdrant_url: str = ""
     qdrant_path: Path | None = None
     qdrant_api_key: str = field(default="", repr=False)
+    # `rag build --ray [ADDRESS]` (RAG_RAY_ADDRESS): new and changed files are read, chunked and
+    # embedded on Ray (rag/ray_build.py). "auto" joins the running cluster, "local" starts an
+    # instance on this machine, "" (default) builds in this process. ray_workers embedding actors
+    # (each loads the embedder once) with ray_cpus CPUs each.
+    ray_address: str = ""
+    ray_workers: int = 2
+    ray_cpus: float = 1.0
     # `rag serve`'s HTTP API asks for this bearer token when set (RAG_API_KEY); kept out of repr().
     api_key: str = field(default="", repr=False)
 

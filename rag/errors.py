@@ -68,6 +68,10 @@ class SeedsError(RagError):
     """The seeds folder is missing or holds no usable article."""
 
 
+class DiskFullError(RagError):
+    """The disk filled up while a build wrote the new index version; the previous one is still in use."""
+
+
 class PromptTooLongError(RagError):
     """The question, history and passages do not fit in the model's context window."""
 

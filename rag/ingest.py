@@ -68,6 +68,7 @@ def build_index(
         show_progress=show_progress,
         full=full,
         store=store,
+        ray_settings=settings if settings.ray_address else None,
     )
 
 
