@@ -341,6 +341,7 @@ def pdf_paragraphs(data: dict[str, Any]) -> list[Paragraph]:
     open_height = 0.0  # the height of its last line: it goes on only in text of the same size
     for p, page in enumerate(pages):
         spans = [(min(ln[1] for ln in box), max(ln[2] for ln in box)) for box in page["boxes"]]
+        bottoms = [min(ln[3] for ln in box) for box in page["boxes"]]
         for b, box in enumerate(page["boxes"]):
             if (p, b, 0) in furniture:
                 out.append(Paragraph(_norm(box[0][0]), p + 1, furniture=True))
@@ -375,7 +376,17 @@ def pdf_paragraphs(data: dict[str, Any]) -> list[Paragraph]:
                 open_para = None
             if text:
                 last = box[-1]
-                runs_on = last[2] >= right - 1.5 * char and not ends_sentence(text)
+                # Only the last box of its column can run on: a box below it in the same column starts
+                # a new paragraph (text cut short without a sentence end, a list, a formula removed).
+                last_in_column = not any(
+                    k != b
+                    and (p, k, 0) not in furniture
+                    and spans[k][0] < x1
+                    and spans[k][1] > x0
+                    and bottoms[k] < bottoms[b]
+                    for k in range(len(page["boxes"]))
+                )
+                runs_on = last_in_column and last[2] >= right - 1.5 * char and not ends_sentence(text)
                 out.append(Paragraph(text, start_page))
                 open_para = len(out) - 1 if runs_on else None
                 open_height = last[4] - last[3]
