@@ -104,19 +104,23 @@ def _pdf_data(path: str) -> dict[str, Any]:
                     continue
                 lines = [
                     [
-                        line.get_text().rstrip("\n"),
+                        _CID.sub("", line.get_text()).rstrip("\n"),
                         round(line.x0, 1),
                         round(line.x1, 1),
                         round(line.y0, 1),
                         round(line.y1, 1),
                     ]
                     for line in box
-                    if isinstance(line, LTTextLine) and line.get_text().strip()
+                    if isinstance(line, LTTextLine) and _CID.sub("", line.get_text()).strip()
                 ]
                 if lines:
                     boxes.append(lines)
             pages.append({"width": layout.width, "height": layout.height, "boxes": boxes})
     return {"title": title, "pages": pages}
+
+
+# pdfminer writes "(cid:8443)" for a glyph its font maps to no character: a gap, not text.
+_CID = re.compile(r"\(cid:\d+\)")
 
 
 def _pdf_string(raw: bytes) -> str:
