@@ -108,6 +108,25 @@ def test_rag_add_then_ask_from_the_cli(copied: Settings, tmp_path: Path) -> None
     assert "150" in out.stdout.partition("出典:")[0] and "sapporo.txt" in out.stdout
 
 
+def test_rag_add_inspect_and_ask_a_pdf_from_the_cli(copied: Settings, tmp_path: Path) -> None:
+    from tests.office_files import make_pdf
+
+    title, *paragraphs = [p for p in NEW_ARTICLE.split("\n\n") if p.strip()]
+    article = tmp_path / "sapporo.pdf"
+    # Two lines a column: the article runs over three pages, each with a running head and a page number.
+    make_pdf(article, [p.strip() for p in paragraphs], title=title, headline=title, lines_per_column=2)
+    where = ["--seeds", str(copied.seeds_dir), "--index", str(copied.index_dir)]
+    out = rag_cli("add", str(article), *where, "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert "追加: " in out.stdout and "追加 1" in out.stdout
+    out = rag_cli("inspect", str(copied.seeds_dir / "sapporo.pdf"))
+    assert "--- p. 2 ---" in out.stdout and "[page header/footer] - 2 -" in out.stdout
+    out = rag_cli("ask", "さっぽろ雪まつりの大通会場には雪像が何基並んだ?", "--index", str(copied.index_dir))
+    assert out.returncode == 0, out.stderr
+    answer, _, sources = out.stdout.partition("出典:")
+    assert "150" in answer and "sapporo.pdf p. " in sources
+
+
 def test_chat_page_upload_then_answers_from_the_new_article(copied: Settings, tmp_path: Path) -> None:
     from gradio_client import Client, handle_file
 
