@@ -117,6 +117,7 @@ def main() -> None:
     parser.add_argument("--format", choices=("txt", "pdf", "docx"), default="txt")
     parser.add_argument("--per", choices=("paragraph", "article"), default=None, help="default: paragraph for txt")
     parser.add_argument("--columns", type=int, default=1, help="PDF columns (1 or 2)")
+    parser.add_argument("--ray", action="store_true", help="build with `rag build --ray` (a local Ray instance)")
     args = parser.parse_args()
     per = args.per or ("paragraph" if args.format == "txt" else "article")
 
@@ -151,6 +152,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     cmd = [sys.executable, "-m", "rag.cli", "build", "--seeds", str(seeds), "--index", str(index_dir), "--quiet"]
+    cmd += ["--ray"] if args.ray else []
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     print(f"rag build: exit {done.returncode} in {time.perf_counter() - t0:.0f} s")
     print("\n".join(done.stdout.strip().splitlines()[-4:]))
