@@ -22,8 +22,8 @@ import numpy as np
 
 from rag import manifest as manifest_mod
 from rag.chunking import JAPANESE_SEPARATORS, chunk_documents, passage_text
-from rag.documents import FileReading, list_seed_files, read_file, summarize_skipped
-from rag.embedding import Embedder
+from rag.documents import list_seed_files, read_for_build, summarize_skipped
+from rag.embedding import EMBED_BATCH, Embedder
 from rag.errors import DiskFullError, IndexCorruptError, IndexMismatchError, IndexNotBuiltError, SeedsError
 from rag.files import TMP_PREFIX, sha256_file
 from rag.manifest import DEFAULT_STORE, Manifest
@@ -34,7 +34,6 @@ from rag.vector_index import VectorIndex
 from rag.versions import LOCK_TIMEOUT, index_lock, publish, read_manifest, remove_leftovers
 
 SPOOL_SLICE = 16_384  # spooled rows read back at a time (24 MB of 384-d vectors)
-EMBED_BATCH = 128  # passages per embedding call: the progress bar moves at this step
 
 
 def _progress(total: int, desc: str, unit: str, show: bool) -> Any:
@@ -262,7 +261,7 @@ def _build_locked(
                 assert base is not None
                 reports.append(stored_report(base, rel))
             else:
-                reading = _read(path, rel, seeds_dir)
+                reading = read_for_build(path, rel, seeds_dir)
                 status = _status(reading.report.status, rel, old_sources, hashes)
                 reports.append(replace(reading.report, path=rel, status=status))
                 if status != "skipped":
@@ -454,15 +453,6 @@ def _loads(index_dir: Path, store: VectorStore) -> bool:
     except IndexCorruptError:
         return False
     return True
-
-
-def _read(path: Path, rel: str, seeds_dir: Path) -> FileReading:
-    """read_file, except that an unexpected failure on one file skips that file instead of the whole build."""
-    try:
-        return read_file(path, root=seeds_dir)
-    except Exception as exc:  # a reader bug on one odd file must not keep every other file out of the index
-        reason = f"could not be read ({type(exc).__name__}: {exc}); fix or remove the file and run `rag build` again"
-        return FileReading(docs=[], drops=[], report=FileReport(path=rel, status="skipped", reason=reason))
 
 
 def _suffixes() -> tuple[str, ...]:

@@ -702,6 +702,15 @@ def _page_offsets(clean: CleanArticle, article: Article) -> tuple[tuple[int, int
     return tuple(out)
 
 
+def read_for_build(path: Path, rel: str, seeds_dir: Path) -> FileReading:
+    """read_file, except that an unexpected failure on one file skips that file instead of the whole build."""
+    try:
+        return read_file(path, root=seeds_dir)
+    except Exception as exc:  # a reader bug on one odd file must not keep every other file out of the index
+        reason = f"could not be read ({type(exc).__name__}: {exc}); fix or remove the file and run `rag build` again"
+        return FileReading(docs=[], drops=[], report=FileReport(path=rel, status="skipped", reason=reason))
+
+
 def load_file(path: Path, *, root: Path | None = None) -> list[Document]:
     """Read one seed file into its articles; raise UnreadableFileError if it has none."""
     reading = read_file(path, root=root)

@@ -54,6 +54,9 @@ class LazyEmbedder:
         return self.real.embed_passages(texts, show_progress=show_progress)
 
 
+EMBED_BATCH = 128  # passages per embedding call in a build: the progress bar moves at this step
+
+
 def model_id_of(folder: Path) -> str:
     """The id an index records for the model in `folder`, read without loading the model."""
     # The id goes into the index manifest: two different weights must never share one.

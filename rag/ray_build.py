@@ -41,11 +41,11 @@ class FileResult:
 
 def _read_and_chunk(row: dict[str, Any]) -> dict[str, Any]:
     """Stage 1 (a Ray task): read one file and cut it into passages."""
-    from rag.build import _read
     from rag.chunking import chunk_documents, passage_text
+    from rag.documents import read_for_build
 
     rel, path, seeds = row["rel"], Path(row["path"]), Path(row["seeds"])
-    reading = _read(path, rel, seeds)
+    reading = read_for_build(path, rel, seeds)
     chunks = []
     if reading.report.status != "skipped":
         chunks = chunk_documents(
@@ -69,7 +69,7 @@ class EmbedActor:
         self.embedder = load_embedder(settings.with_overrides(n_threads=max(1, round(settings.ray_cpus))))
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        from rag.build import EMBED_BATCH
+        from rag.embedding import EMBED_BATCH
 
         texts_per_file = [json.loads(t) for t in batch["texts"]]
         flat = [t for texts in texts_per_file for t in texts]

@@ -381,14 +381,16 @@ def test_many_skipped_files_give_one_readable_line(settings, embedder, corpus: P
 
 
 def test_a_reader_failure_on_one_file_skips_that_file_only(settings, embedder, corpus: Path, monkeypatch) -> None:
-    real = build_mod.read_file
+    import rag.documents as documents_mod
+
+    real = documents_mod.read_file
 
     def flaky(path, *, root=None):
         if path.name == "kyoto.txt":
             raise ValueError("unexpected markup")
         return real(path, root=root)
 
-    monkeypatch.setattr(build_mod, "read_file", flaky)
+    monkeypatch.setattr(documents_mod, "read_file", flaky)
     report = _build(settings, embedder)
     kyoto = next(f for f in report.files if f.path == "kyoto.txt")
     assert kyoto.status == "skipped" and "unexpected markup" in kyoto.reason and "rag build" in kyoto.reason
