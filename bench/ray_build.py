@@ -65,7 +65,11 @@ def main() -> None:
     for _ in range(args.runs):
         for name, extra in VARIANTS.items():
             results[name].append(run(seeds, work / "index", extra))
-            print(f"  {name}: {results[name][-1][0]:.0f} s", flush=True)
+            seconds, n, rss = results[name][-1]
+            print(
+                f"  {name}: {seconds:.0f} s, {n} passages, {n / seconds:.1f} passages/s, writer {rss:.2f} GB",
+                flush=True,
+            )
     base = statistics.median(r[0] for r in results["one process (2 embedder threads)"])
     print(
         f"\n| variant | wall s (median of {args.runs}) | passages | passages/s | ratio to one process | writer peak RSS GB |"
