@@ -30,7 +30,7 @@ import quality
 from rag import evaluation as ev
 from rag.config import Settings
 from rag.factories import load_embedder
-from rag.generation import READER_PROMPT, READING_TOKENS, LlamaCppGenerator, build_reading_messages
+from rag.generation import READER_PROMPT, READING_TOKENS, LlamaCppGenerator, build_messages, build_reading_messages
 from rag.models import resolve_llm_path
 from rag.pipeline import RagPipeline
 from rag.question import MAX_HISTORY_TURNS, is_follow_up
@@ -46,6 +46,9 @@ def run(args: argparse.Namespace) -> None:
     embedder = load_embedder(settings)
     path = resolve_llm_path(models_dir=settings.models_dir, llm_name=settings.llm_name, llm_path=settings.llm_path)
     generator = LlamaCppGenerator(path, n_ctx=settings.n_ctx, n_threads=settings.n_threads, instruction=READER_PROMPT)
+    # The one-prompt reader (every passage in one prompt, SYSTEM_PROMPT) on its own model instance,
+    # so that each keeps its instruction prefix cached.
+    whole = LlamaCppGenerator(path, n_ctx=settings.n_ctx, n_threads=settings.n_threads) if args.with_prompt else None
     for name in args.sets:
         index, items = quality._corpus(name, settings, embedder, Path("eval/out/.index"))
         items = ev.spread(items, args.limit)
@@ -71,6 +74,22 @@ def run(args: argparse.Namespace) -> None:
                             "seconds": time.perf_counter() - started,
                         }
                     )
+                prompt = None
+                if whole is not None:
+                    messages = build_messages(item.question, hits, history=history, context_chars=settings.context_chars)
+                    started = time.perf_counter()
+                    raw, first = "", 0.0
+                    for piece in whole.stream_chat(messages, max_tokens=settings.max_tokens):
+                        first = first or time.perf_counter() - started
+                        raw += piece
+                    prompt = {
+                        "raw": raw,
+                        "logprobs": whole.last_logprobs,
+                        "prompt_tokens": whole.count_prompt_tokens(messages),
+                        "cached_tokens": whole.reused_prompt_tokens,
+                        "first_token_seconds": first,
+                        "seconds": time.perf_counter() - started,
+                    }
                 record = {
                     "qid": item.qid,
                     "question": item.question,
@@ -80,6 +99,7 @@ def run(args: argparse.Namespace) -> None:
                     "history": history,
                     "hits": [{"chunk": vars(h.chunk), "score": h.score} for h in hits],
                     "readings": readings,
+                    "prompt": prompt,
                 }
                 sink.write(json.dumps(record, ensure_ascii=False) + "\n")
                 sink.flush()
@@ -187,6 +207,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--out", default="eval/out/readings")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--with-prompt", action="store_true", help="also keep today's one-prompt answer of each question")
     parser.add_argument("--score", nargs="+", metavar="JSONL")
     parser.add_argument("--k", type=int, help="with --score: score only the first K passages of each question")
     args = parser.parse_args()

@@ -156,8 +156,11 @@ def _with_unit(phrase: str, sentence: str) -> str:
     return phrase + next((u for u in _UNITS if rest.startswith(u)), "")
 
 
-def judge(question: str, raw: str, n: int, hits: Sequence[Hit]) -> Candidate:
-    """Check one reading of passage n: is its phrase in that passage, of the kind asked, and about the question?"""
+def judge(question: str, raw: str, n: int, hits: Sequence[Hit], *, weigh_evidence: bool = True) -> Candidate:
+    """Check one reading of passage n: is its phrase in that passage, of the kind asked, and about the question?
+
+    weigh_evidence=False skips the answerability decision (for an answer that already passed it).
+    """
     phrase = clean_reading(raw, question)
     if not phrase:
         return Candidate(n=n, phrase="", reason="the reading found no answer")
@@ -178,7 +181,7 @@ def judge(question: str, raw: str, n: int, hits: Sequence[Hit]) -> Candidate:
             return Candidate(n=n, phrase=phrase, reason=f"passage {n} does not support {phrase!r}")
     if why := misfit(question, phrase):
         return Candidate(n=n, phrase=phrase, reason=why)
-    bar = answerability.threshold(has_logprobs=False)
+    bar = answerability.threshold(has_logprobs=False) if weigh_evidence else 0
     if bar > 0:
         ev = answerability.evidence(question, [chunk.text], [h.chunk.text for h in hits], [])
         if (p := answerability.confidence(ev, has_logprobs=False)) < bar:
@@ -188,6 +191,16 @@ def judge(question: str, raw: str, n: int, hits: Sequence[Hit]) -> Candidate:
     terms = answerability.question_terms(question)
     cov = answerability.coverage(terms, with_title(chunk.title if quote == chunk.title else "", quote))
     return Candidate(n=n, phrase=phrase, quote=quote, coverage=cov)
+
+
+_FIRST_MARKER = re.compile(r"\[\s*(\d+)")
+
+
+def prompt_candidate(question: str, answer: Answer, hits: Sequence[Hit]) -> Candidate:
+    """The one-prompt answer as a candidate: its first sentence's phrase and the passage that sentence cites."""
+    if answer.refused or not (m := _FIRST_MARKER.search(answer.text)):
+        return Candidate(n=0, phrase="", reason=answer.refusal_reason or "the model found no answer in the passages")
+    return judge(question, answer.text, int(m.group(1)), hits, weigh_evidence=False)
 
 
 # A candidate whose sentence holds this share of the question's content words settles the question:
