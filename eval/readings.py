@@ -76,7 +76,9 @@ def run(args: argparse.Namespace) -> None:
                     )
                 prompt = None
                 if whole is not None:
-                    messages = build_messages(item.question, hits, history=history, context_chars=settings.context_chars)
+                    messages = build_messages(
+                        item.question, hits, history=history, context_chars=settings.context_chars
+                    )
                     started = time.perf_counter()
                     raw, first = "", 0.0
                     for piece in whole.stream_chat(messages, max_tokens=settings.max_tokens):
@@ -207,7 +209,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--out", default="eval/out/readings")
     parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--with-prompt", action="store_true", help="also keep today's one-prompt answer of each question")
+    parser.add_argument(
+        "--with-prompt", action="store_true", help="also keep today's one-prompt answer of each question"
+    )
     parser.add_argument("--score", nargs="+", metavar="JSONL")
     parser.add_argument("--k", type=int, help="with --score: score only the first K passages of each question")
     args = parser.parse_args()

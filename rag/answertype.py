@@ -123,6 +123,9 @@ def _grams(text: str) -> set[str]:
     return {t[i : i + 2] for i in range(len(t) - 1)}
 
 
+RESTATED_NEW_BIGRAMS = 3  # 「要衝の町は、」 restating 「…要衝の町はどこ」 adds 0-2 (「町は」 → 「は、」)
+
+
 def answer_phrase(answer: str, question: str = "") -> str:
     """The phrase that answers: 「要衝の町は、東部ルハンシク州です[2]。」 -> 「東部ルハンシク州」.
 
@@ -132,10 +135,11 @@ def answer_phrase(answer: str, question: str = "") -> str:
     text = re.split(r"(?<=[。!?！？])|\n", text, maxsplit=1)[0].strip()
     text = _COPULA.sub("", text).strip()
     asked = _grams(_nfkc(question))
-    # "<restated question>は、<answer>": drop the restatement when it mostly repeats the question.
+    # "<restated question>は、<answer>": drop the restatement when it mostly repeats the question
+    # and adds little to it (「オパーリンが提唱した化学進化説では…」 names what was asked: kept).
     for m in reversed(list(re.finditer(r"は[、,]?", text))):
         left = _grams(text[: m.start()])
-        if left and len(left & asked) / len(left) >= 0.5:
+        if left and len(left & asked) / len(left) >= 0.5 and len(left - asked) <= RESTATED_NEW_BIGRAMS:
             text = text[m.end() :]
             break
     return text.strip(" 「」『』\"'()（）")
