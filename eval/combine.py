@@ -66,7 +66,7 @@ class Q:
     def prompt(self) -> tuple[Answer, Candidate]:
         if self._prompt is None:
             p = self.rec["prompt"]
-            answer = make_answer(self.question, p["raw"], self.hits, logprobs=p.get("logprobs") or None)
+            answer = make_answer(self.question, p["raw"], self.hits, logprobs=p.get("logprobs") or None, short=False)
             self._prompt = (answer, prompt_candidate(self.question, answer, self.hits))
         return self._prompt
 

@@ -100,7 +100,12 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="questions per set, spread evenly")
     parser.add_argument("--out", default="eval/out/quality")
     parser.add_argument("--resume", action="store_true", help="keep OUT/SET.jsonl and ask only the questions not in it")
+    parser.add_argument("--instruction", metavar="FILE", help="try another one-prompt instruction (tuning sets only)")
     args = parser.parse_args()
+    if args.instruction:
+        import rag.generation
+
+        rag.generation.SYSTEM_PROMPT = Path(args.instruction).read_text(encoding="utf-8").strip()
     settings = Settings.from_env()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -114,6 +114,45 @@ _COPULA = re.compile(
 )
 
 
+# Questions whose answer is an explanation, not a thing: a reason, a way, a cause, a definition.
+_ASK_REASON = re.compile(r"なぜ|何故|どうして|どうやって|どのように|どういう(?:意味|こと)|理由|原因|目的|仕組み|とは\s*[?？。]?\s*$")
+
+
+def asks_reason(question: str) -> bool:
+    """True if the question asks why or how (or what something means): its answer is a sentence, not a phrase."""
+    return bool(_ASK_REASON.search(_nfkc(question).strip()))
+
+
+_DATE = re.compile(
+    r"(?:(?:紀元前|西暦)?\d{1,4}年)?(?:\d{1,2}月)?(?:\d{1,2}日)?(?:\d{1,2}時(?:\d{1,2}分)?)?"
+    r"|(?:明治|大正|昭和|平成|令和)(?:\d{1,2}|元)年(?:\d{1,2}月)?(?:\d{1,2}日)?|\d{1,2}世紀|\d{2,4}年代"
+)
+_QUANTITY = r"(?:約|およそ|計|合計|最大|最高|最低|わずか)?(?:\d[\d,.]*(?:兆|億|万|千)?)+"
+
+
+def typed_span(question: str, phrase: str) -> str:
+    """The expression of the kind asked (a date, a count, a share, an amount) inside a clause, or "".
+
+    「2026年4月1日に1ドル=163円まで下落した」 asked いつ -> 「2026年4月1日」; only when the clause holds
+    exactly one such expression, so the choice is never a guess.
+    """
+    q, a = _nfkc(question), _nfkc(_MARKER.sub("", phrase))
+    if m := _asked(_ASK_COUNT, q):
+        counter = re.escape(m.group(1))
+        pattern = _QUANTITY + r"\s*" + (r"(?:人|名)" if m.group(1) == "人" else counter)
+    elif _asked(_ASK_PERCENT, q):
+        pattern = _QUANTITY + r"\s*(?:%|パーセント|割)"
+    elif _asked(_ASK_AMOUNT, q):
+        pattern = _QUANTITY + r"\s*(?:" + _AMOUNT.pattern + ")"
+    elif _asked(_ASK_TIME, q):
+        found = [m.group(0) for m in _DATE.finditer(a) if re.search(r"\d|元", m.group(0))]
+        return found[0] if len(found) == 1 else ""
+    else:
+        return ""
+    found = re.findall(pattern, a)
+    return found[0] if len(found) == 1 else ""
+
+
 def _nfkc(text: str) -> str:
     return unicodedata.normalize("NFKC", text)
 
@@ -142,7 +181,28 @@ def answer_phrase(answer: str, question: str = "") -> str:
         if left and len(left & asked) / len(left) >= 0.5 and len(left - asked) <= RESTATED_NEW_BIGRAMS:
             text = text[m.end() :]
             break
-    return text.strip(" 「」『』\"'()（）")
+    return _unwrap(text.strip())
+
+
+_PAIRS = {"「": "」", "『": "』", "(": ")", "（": "）", '"': '"', "'": "'"}
+
+
+def _unwrap(text: str) -> str:
+    """Text without the quotes or brackets around it, and without one left open or closed at an end.
+
+    「監視団 (Observer Group)」 keeps its parenthesis; 「codice_6」に統合」 loses only the stray 」 ... 「.
+    """
+    while len(text) >= 2 and _PAIRS.get(text[0]) == text[-1] and _balanced(text[1:-1]):
+        text = text[1:-1].strip()
+    while text and text[0] in _PAIRS and not _balanced(text):
+        text = text[1:].strip()
+    while text and text[-1] in _PAIRS.values() and not _balanced(text):
+        text = text[:-1].strip()
+    return text
+
+
+def _balanced(text: str) -> bool:
+    return all(text.count(o) == text.count(c) for o, c in _PAIRS.items() if o != c)
 
 
 def _kind_of_place(phrase: str) -> str | None:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rag import answerability
-from rag.answertype import COUNTERS, answer_phrase, misfit
+from rag.answertype import COUNTERS, answer_phrase, asks_reason, misfit, typed_span
 from rag.citations import (
     _INFLECTED,
     MAX_SPAN_CHARS,
@@ -29,6 +29,8 @@ from rag.citations import (
     with_title,
 )
 from rag.types import Answer, Citation, Hit
+
+_LEADING_LABEL = re.compile(r"^\s*(?:答え|回答|解答|A)\s*[:：]\s*")
 
 
 def _citation(n: int, hit: Hit, quote: str = "") -> Citation:
@@ -69,16 +71,19 @@ def make_answer(
     hits: Sequence[Hit],
     *,
     logprobs: Sequence[float] | None = None,
+    short: bool = True,
     **timings: float | int,
 ) -> Answer:
     """Turn the model's text into an Answer whose every [n] names a passage that supports its sentence.
 
     logprobs: the log-probability of each generated token, when the backend reports them (None:
     the answerability decision uses its fallback weights, see rag/answerability.py).
+    short: the answer first (answer_first: 「スジャ[1]」); False keeps the model's sentences, checked.
     """
     passages = [_citation(n, hit) for n, hit in enumerate(hits, start=1)]
     titles = [h.chunk.title for h in hits]
-    text, cited = attach_citations(raw_text, [h.chunk.text for h in hits], question=question, titles=titles)
+    # 「答え: スジャ[1]」: the label the instruction's examples put before an answer is not part of it.
+    text, cited = attach_citations(_LEADING_LABEL.sub("", raw_text), [h.chunk.text for h in hits], question=question, titles=titles)
     cited_texts = [hits[c.n - 1].chunk.text for c in cited]
     reason = refusal_reason(question, text, cited, [with_title(titles[c.n - 1], hits[c.n - 1].chunk.text) for c in cited])
     bar = answerability.threshold(has_logprobs=bool(logprobs))
@@ -90,7 +95,8 @@ def make_answer(
     if reason:
         return _refusal(question, passages, raw_text, reason, timings)
     citations = [_citation(c.n, hits[c.n - 1], c.quote) for c in sorted(cited, key=lambda c: c.n)]
-    return Answer(question=question, text=text, citations=citations, passages=passages, raw_text=raw_text, **timings)  # type: ignore[arg-type]
+    answer = Answer(question=question, text=text, citations=citations, passages=passages, raw_text=raw_text, **timings)  # type: ignore[arg-type]
+    return answer_first(question, answer, hits) if short else answer
 
 
 def refusal_reason(question: str, text: str, cited: Sequence[object], cited_texts: Sequence[str] = ()) -> str:
@@ -108,7 +114,6 @@ def refusal_reason(question: str, text: str, cited: Sequence[object], cited_text
 # ---- reading passages one at a time: candidates and the choice among them ----
 
 NONE_WORDS = ("なし", "無し", "ありません", "ない")
-_LEADING_LABEL = re.compile(r"^\s*(?:答え|回答|解答|A)\s*[:：]\s*")
 _MARKERS = re.compile(r"\[\s*\d+(?:\s*[,、]\s*\d+)*\s*\]")
 _OFFERS_CHOICE = re.compile(r"どちら|どっち|それとも|[?？].*[?？]")
 
@@ -122,6 +127,7 @@ class Candidate:
     reason: str = ""  # why it is rejected ("" when accepted)
     quote: str = ""  # the sentence of the passage (or its title) that holds the phrase
     coverage: float = 0.0  # share of the question's content words in that sentence (and title)
+    said: str = ""  # the sentence of a one-prompt answer it comes from, as the model wrote it (with its markers)
 
     @property
     def accepted(self) -> bool:
@@ -196,11 +202,26 @@ def judge(question: str, raw: str, n: int, hits: Sequence[Hit], *, weigh_evidenc
 _FIRST_MARKER = re.compile(r"\[\s*(\d+)")
 
 
+_CITED_SENTENCE = re.compile(r"[^。！？\n]+?(?:\[\d+\])+[。！？]?")
+
+
 def prompt_candidate(question: str, answer: Answer, hits: Sequence[Hit]) -> Candidate:
-    """The one-prompt answer as a candidate: its first sentence's phrase and the passage that sentence cites."""
-    if answer.refused or not (m := _FIRST_MARKER.search(answer.text)):
+    """The one-prompt answer as a candidate: of its cited sentences, the one about what was asked.
+
+    Each sentence's phrase is judged against the passage it cites; the accepted one whose
+    supporting sentence covers most of the question's words wins (the first on a tie): a model
+    that writes a sentence of background before the answer is not shown the background.
+    """
+    if answer.refused:
         return Candidate(n=0, phrase="", reason=answer.refusal_reason or "the model found no answer in the passages")
-    return judge(question, answer.text, int(m.group(1)), hits, weigh_evidence=False)
+    judged = []
+    for m in _CITED_SENTENCE.finditer(answer.text):
+        n = int(_FIRST_MARKER.search(m.group(0)).group(1))  # type: ignore[union-attr]
+        judged.append(replace(judge(question, m.group(0), n, hits, weigh_evidence=False), said=m.group(0).strip()))
+    accepted = [c for c in judged if c.accepted]
+    if accepted:
+        return max(accepted, key=lambda c: c.coverage)
+    return judged[0] if judged else Candidate(n=0, phrase="", reason="no passage supports the answer")
 
 
 # A candidate whose sentence holds this share of the question's content words settles the question:
@@ -253,3 +274,50 @@ def answer_from_readings(
         raw_text=raw,
         **timings,  # type: ignore[arg-type]
     )
+
+
+REASON_SENTENCES = 2  # a why/how answer: at most this many sentences
+
+
+def _is_span(phrase: str) -> bool:
+    """A name, number or date (shown as the answer itself), not a clause in the model's words."""
+    return len(span_norm(phrase)) <= MAX_SPAN_CHARS and not _INFLECTED.search(phrase)
+
+
+def answer_first(question: str, answer: Answer, hits: Sequence[Hit]) -> Answer:
+    """The checked one-prompt answer as a careful reader gives it: the answer first, short, with its source.
+
+    A question that asks for a thing gets the phrase that answers it and its passage, 「スジャ[1]」,
+    when that phrase is a span of the passage (a name, number, date); else the one sentence of the
+    answer about what was asked, as written. A why/how question gets at most two sentences. The
+    cited passage's quote is the sentence (or the title) holding the phrase. An answer whose phrase
+    fails the checks on its own (it only repeats the question, its passage lacks it) is refused.
+    """
+    if answer.refused:
+        return answer
+    if asks_reason(question):
+        kept = [m.group(0).strip() for m in _CITED_SENTENCE.finditer(answer.text)][:REASON_SENTENCES]
+        text = "".join(kept) or answer.text
+        numbers = {int(n) for n in re.findall(r"\[(\d+)\]", text)}
+        citations = [c for c in answer.citations if c.n in numbers] or answer.citations
+        return replace(answer, text=text, citations=citations)
+    chosen = prompt_candidate(question, answer, hits)
+    if not chosen.accepted:
+        timings = {k: getattr(answer, k) for k in _TIMINGS}
+        return _refusal(question, answer.passages, answer.raw_text, chosen.reason, timings)
+    chunk = hits[chosen.n - 1].chunk
+    quote = chosen.quote
+    if not _is_span(chosen.phrase) and (span := typed_span(question, chosen.phrase)):
+        if held := holding_sentence(span, chunk.title, chunk.text):  # 「2026年4月1日に…下落した」 asked いつ
+            chosen, quote = replace(chosen, phrase=span), held
+    if _is_span(chosen.phrase):
+        text = f"{chosen.phrase}[{chosen.n}]"
+    else:  # the sentence as the model wrote it, citing the passage that holds its phrase
+        body = _MARKERS.sub("", chosen.said).rstrip()
+        stem = body.rstrip("。！？!?")
+        text = f"{stem}[{chosen.n}]{body[len(stem) :]}"
+    citation = _citation(chosen.n, hits[chosen.n - 1], quote)
+    return replace(answer, text=text, citations=[citation])
+
+
+_TIMINGS = ("prompt_tokens", "completion_tokens", "seconds_to_first_token", "seconds_total")
