@@ -337,12 +337,6 @@ class LlamaCppGenerator:
     of the prompt is evaluated from the same position in the same batches, then decoded greedily
     one token at a time. The same messages give the same tokens whatever was asked before, in this
     process or a fresh one.
-
-    More than one instruction (`also`: the careful reader's passage-reading prompt beside the
-    one-prompt instruction): each prefix is evaluated alone from an empty cache once, its cache
-    (the attention keys and values of sequence 0, ~12 MB for 400 tokens) is copied aside, and a
-    prompt that starts with another instruction than the cached one gets that copy put back, which
-    is the same state as evaluating it again.
     """
 
     def __init__(
@@ -358,7 +352,6 @@ class LlamaCppGenerator:
         temperature: float = 0.0,
         seed: int = 0,
         instruction: str = SYSTEM_PROMPT,
-        also: Sequence[str] = (),
     ) -> None:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -388,45 +381,9 @@ class LlamaCppGenerator:
         self._formatter = Jinja2ChatFormatter(
             template=template, eos_token=eos, bos_token=bos, stop_token_ids=[self.llm.token_eos()]
         )
-        # Every instruction's prefix, evaluated alone, once: its cached state is the same in every process.
-        self._saved: list[tuple[list[int], bytes]] = []
-        for text in [t for t in dict.fromkeys(also) if t != instruction]:
-            tokens = self._instruction_prefix(text)
-            self._evaluate_alone(tokens)
-            self._saved.append((tokens, self._copy_cache()))
-        self._prefix = self._instruction_prefix(instruction)
-        self._evaluate_alone(self._prefix)
-        self._saved.insert(0, (self._prefix, self._copy_cache()))
-        self._cached = self._prefix  # the prefix now in llama.cpp's cache ([] when a prompt overwrote it)
-
-    def _evaluate_alone(self, tokens: list[int]) -> None:
+        self._prefix = self._instruction_prefix()
         self.llm.reset()
-        self.llm._ctx.kv_cache_clear()
-        self.llm.eval(tokens)
-
-    def _copy_cache(self) -> bytes:
-        import ctypes
-
-        import llama_cpp
-
-        ctx = self.llm._ctx.ctx
-        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
-        buf = (ctypes.c_uint8 * size)()
-        n = llama_cpp.llama_state_seq_get_data(ctx, buf, size, 0)
-        return bytes(memoryview(buf)[:n])
-
-    def _restore_cache(self, tokens: list[int], data: bytes) -> None:
-        import ctypes
-
-        import llama_cpp
-
-        self.llm._ctx.kv_cache_clear()
-        buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
-        if not llama_cpp.llama_state_seq_set_data(self.llm._ctx.ctx, buf, len(data), 0):
-            raise ModelError("llama.cpp could not restore a cached instruction prefix.")
-        self.llm.input_ids[: len(tokens)] = tokens
-        self.llm.n_tokens = len(tokens)
-        self._cached = tokens
+        self.llm.eval(self._prefix)  # alone, once: its cached state is the same in every process
 
     def _token_text(self, token: int) -> str:
         if token < 0:
@@ -442,10 +399,10 @@ class LlamaCppGenerator:
     def _tokens(self, prompt: str) -> list[int]:
         return self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
 
-    def _instruction_prefix(self, instruction: str) -> list[int]:
+    def _instruction_prefix(self) -> list[int]:
         """Tokens every prompt starts with: the instruction up to where the first user text begins."""
         marker = "\u2063"  # a character no question starts with
-        prompt, _ = self._prompt([{"role": "system", "content": instruction}, {"role": "user", "content": marker}])
+        prompt, _ = self._prompt([{"role": "system", "content": self.instruction}, {"role": "user", "content": marker}])
         head = prompt[: prompt.index(marker)]
         tokens = self._tokens(head)
         # The last token may merge with the user's first characters; keep only what surely stays.
@@ -479,15 +436,7 @@ class LlamaCppGenerator:
                 f"({self.llm.n_ctx()}). Ask a shorter question or start a new conversation."
             )
         max_tokens = min(max_tokens, self.llm.n_ctx() - len(tokens) - 1)
-        keep = len(self._cached) if tokens[: len(self._cached)] == self._cached else 0
-        if not keep:
-            for prefix, data in self._saved:
-                if tokens[: len(prefix)] == prefix:
-                    self._restore_cache(prefix, data)
-                    keep = len(prefix)
-                    break
-            else:  # a prompt with another instruction overwrites the cached prefix from the start
-                self._cached = []
+        keep = len(self._prefix) if tokens[: len(self._prefix)] == self._prefix else 0
         self.reused_prompt_tokens = keep
         llm = self.llm
         llm.n_tokens = keep  # eval() drops the cache after this point
