@@ -58,6 +58,16 @@ class Recording:
             self.raw += piece
             yield piece
         self.logprobs = list(getattr(self.inner, "last_logprobs", []) or [])
+        self.follow = ""
+
+    @property
+    def last_logprobs(self) -> list[float]:
+        return list(getattr(self.inner, "last_logprobs", []) or [])
+
+    def follow_up(self, text: str, *, max_tokens: int) -> Iterator[str]:
+        for piece in self.inner.follow_up(text, max_tokens=max_tokens):  # type: ignore[attr-defined]
+            self.follow += piece
+            yield piece
 
 
 def _corpus(name: str, settings: Settings, embedder: object, cache: Path) -> tuple[VectorIndex, list[ev.QAItem]]:
@@ -132,6 +142,8 @@ def main() -> None:
                     "source": item.source,
                     "history": item.history,
                     "raw": generator.raw,
+                    "follow_up": generator.follow,
+                    "follow_up_tokens": len(generator.last_logprobs) if generator.follow else 0,
                     "logprobs": [round(x, 4) for x in generator.logprobs],
                     "passages": [
                         {"n": c.n, "source": c.source, "title": c.title, "text": c.text, "score": c.score,

@@ -46,6 +46,13 @@ READER_PROMPT = (
 )
 
 
+# Asked after an answer to a question for a thing that came out as a clause (「…町は、要衝スジャ奪還に
+# 向けて…広げてきた」): the conversation goes on in the model's cache, so this costs its ~30 tokens and
+# the few of the reply (~0.5 s). rag.verdict.with_phrase decides whether the reply is shown.
+PHRASE_FOLLOW_UP = "答えになる語句だけを、質問にある言葉を含めずに、資料に書かれているとおりに書いてください。"
+PHRASE_TOKENS = 32  # a reply this long is cut off, not a phrase
+
+
 class Generator(Protocol):
     """A chat LLM that streams text pieces for a list of messages."""
 
@@ -372,6 +379,7 @@ class LlamaCppGenerator:
         self.instruction = instruction  # the system message whose tokens stay cached between questions
         self.reused_prompt_tokens = 0  # of the last prompt: the instruction prefix kept in llama.cpp's cache
         self.last_logprobs: list[float] = []  # log-probability of each token of the last answer
+        self._last: list[Message] | None = None  # the conversation a follow_up() continues
         self._vocab = None
         template = self.llm.metadata.get("tokenizer.chat_template")
         if not template:
@@ -424,10 +432,6 @@ class LlamaCppGenerator:
 
     def stream_chat(self, messages: list[Message], *, max_tokens: int) -> Iterator[str]:
         """Stream the reply, decoded greedily from the cached instruction prefix (see the class docstring)."""
-        import codecs
-
-        import numpy as np
-
         prompt, stop = self._prompt(messages)
         tokens = self._tokens(prompt)
         if len(tokens) + 1 >= self.llm.n_ctx():
@@ -438,9 +442,51 @@ class LlamaCppGenerator:
         max_tokens = min(max_tokens, self.llm.n_ctx() - len(tokens) - 1)
         keep = len(self._prefix) if tokens[: len(self._prefix)] == self._prefix else 0
         self.reused_prompt_tokens = keep
+        self._last = None
+        self.llm.n_tokens = keep  # eval() drops the cache after this point
+        self.llm.eval(tokens[keep:])
+        yield from self._decode(max_tokens, stop, messages)
+
+    def follow_up(self, text: str, *, max_tokens: int) -> Iterator[str]:
+        """The reply to one more user turn, `text`, after the answer stream_chat() just gave.
+
+        The conversation so far is in llama.cpp's cache (the prompt and every answer token), so only
+        the new turn's few tokens are evaluated. What it gives depends only on the last stream_chat()
+        call, which itself starts from the cached instruction prefix: the same question and follow-up
+        give the same reply in any process. Nothing is yielded unless that answer ended by itself.
+        """
+        if self._last is None:
+            return
+        messages = self._last
+        suffix = self._turn_suffix(text)
+        if self.llm.n_tokens + len(suffix) + max_tokens + 1 >= self.llm.n_ctx():
+            return
+        self._last = None
+        self.llm.eval(suffix)
+        _, stop = self._prompt(messages)
+        yield from self._decode(max_tokens, stop, None)
+
+    def _turn_suffix(self, text: str) -> list[int]:
+        """Tokens that close the model's turn and open a user turn with `text`, then the model's turn again."""
+        mark_a, mark_b = "\u2063", "\u2064"
+        prompt, _ = self._prompt(
+            [
+                {"role": "system", "content": self.instruction},
+                {"role": "user", "content": "?"},
+                {"role": "assistant", "content": mark_a},
+                {"role": "user", "content": mark_b},
+            ]
+        )
+        tail = prompt[prompt.index(mark_a) + 1 :].replace(mark_b, defuse(text))
+        return self._tokens(tail)
+
+    def _decode(self, max_tokens: int, stop: list[str], messages: list[Message] | None) -> Iterator[str]:
+        """Greedy (or seeded) decoding from the evaluated prompt, one token at a time."""
+        import codecs
+
+        import numpy as np
+
         llm = self.llm
-        llm.n_tokens = keep  # eval() drops the cache after this point
-        llm.eval(tokens[keep:])
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         rng = np.random.default_rng(self.seed)
         n_vocab = llm.n_vocab()
@@ -455,6 +501,8 @@ class LlamaCppGenerator:
             else:
                 token = int(np.argmax(logits))
             if self._is_eog(token):
+                if messages is not None:  # every answer token is in the cache: a follow-up can go on from here
+                    self._last = messages
                 break
             self.last_logprobs.append(float(shifted[token]) - log_z)
             piece = decoder.decode(llm.detokenize([token], special=False))

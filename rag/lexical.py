@@ -42,6 +42,16 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
+def words(text: str) -> list[tuple[str, str, str]]:
+    """Every word of text as (surface, part of speech, its third level: サ変可能, 人名 ...), NFKC."""
+    out = []
+    for word in _tagger()(unicodedata.normalize("NFKC", text)):
+        raw = word.feature_raw
+        fields = next(csv.reader([raw])) if '"' in raw else raw.split(",")
+        out.append((word.surface, fields[0], fields[2] if len(fields) > 2 else ""))
+    return out
+
+
 class BM25Index:
     """A bm25s index over chunk texts, saved beside the FAISS vectors."""
 

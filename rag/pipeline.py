@@ -7,15 +7,24 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
+from dataclasses import replace
 
 from rag.config import Settings
 from rag.errors import RagError
 from rag.gate import AnswerStream, QuestionGate
-from rag.generation import READING_TOKENS, Generator, build_messages, build_reading_messages
+from rag.generation import (
+    PHRASE_FOLLOW_UP,
+    PHRASE_TOKENS,
+    READING_TOKENS,
+    Generator,
+    Message,
+    build_messages,
+    build_reading_messages,
+)
 from rag.question import MAX_HISTORY_TURNS, History, clean_history, clean_question, is_follow_up
 from rag.retrieval import Retriever
 from rag.types import Answer, Hit
-from rag.verdict import answer_from_readings, judge, make_answer, settles
+from rag.verdict import answer_from_readings, judge, make_answer, settles, wants_phrase, with_phrase
 
 
 class RagPipeline:
@@ -148,9 +157,10 @@ class RagPipeline:
                 first = time.perf_counter() - started
             pieces.append(piece)
             yield piece
+        raw = "".join(pieces)
         answer = make_answer(
             question,
-            "".join(pieces),
+            raw,
             hits,
             logprobs=getattr(self.generator, "last_logprobs", None),
             prompt_tokens=prompt_tokens,
@@ -158,7 +168,25 @@ class RagPipeline:
             seconds_to_first_token=first,
             seconds_total=time.perf_counter() - started,
         )
+        if wants_phrase(question, answer):  # a question for a thing got a clause: ask for the phrase alone
+            reply = list(self._follow_up(messages, raw, PHRASE_FOLLOW_UP))
+            tokens = len(getattr(self.generator, "last_logprobs", None) or reply)
+            said = "".join(reply) if tokens < PHRASE_TOKENS else ""  # a reply cut off is no phrase
+            answer = replace(
+                with_phrase(question, answer, said, hits),
+                completion_tokens=answer.completion_tokens + len(reply),
+                seconds_total=time.perf_counter() - started,
+            )
         out.append(answer)
+
+    def _follow_up(self, messages: list[Message], said: str, text: str) -> Iterator[str]:
+        """The model's reply to one more user turn after its answer (its cache reused when it has one)."""
+        follow_up = getattr(self.generator, "follow_up", None)
+        if follow_up is not None:
+            yield from follow_up(text, max_tokens=PHRASE_TOKENS)
+            return
+        turn = [{"role": "assistant", "content": said}, {"role": "user", "content": text}]
+        yield from self.generator.stream_chat([*messages, *turn], max_tokens=PHRASE_TOKENS)
 
     def _read_passages(
         self,

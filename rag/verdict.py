@@ -311,7 +311,7 @@ def answer_first(question: str, answer: Answer, hits: Sequence[Hit]) -> Answer:
         if held := holding_sentence(span, chunk.title, chunk.text):  # 「2026年4月1日に…下落した」 asked いつ
             chosen, quote = replace(chosen, phrase=span), held
     if _is_span(chosen.phrase):
-        text = f"{chosen.phrase}[{chosen.n}]"
+        text = f"{as_written(chosen.phrase, quote) if quote else chosen.phrase}[{chosen.n}]"
     else:  # the sentence as the model wrote it, citing the passage that holds its phrase
         body = _MARKERS.sub("", chosen.said).rstrip()
         stem = body.rstrip("。！？!?")
@@ -321,3 +321,72 @@ def answer_first(question: str, answer: Answer, hits: Sequence[Hit]) -> Answer:
 
 
 _TIMINGS = ("prompt_tokens", "completion_tokens", "seconds_to_first_token", "seconds_total")
+
+
+def wants_phrase(question: str, answer: Answer) -> bool:
+    """True if a question for a thing got a clause: the model is asked once more for the phrase alone."""
+    if answer.refused or not answer.citations or asks_reason(question):
+        return False
+    return not _is_span(_MARKERS.sub("", answer.text).strip().rstrip("。"))
+
+
+def trim_question_words(phrase: str, question: str) -> str:
+    """The phrase without the question's own words at its start, or actions of the question at its end.
+
+    「要衝スジャ奪還」 asked 「…奪還を目指している要衝の町は」 -> 「スジャ」. A name's head stays even when
+    the question names the kind (「東京大学」 for 「どの大学」): only a trailing action word (奪還, 攻撃,
+    サ変 nouns) goes, and nothing is trimmed to nothing.
+    """
+    from rag.lexical import words
+
+    asked = span_norm(question)
+    parts = words(phrase)
+    while len(parts) > 1 and span_norm(parts[0][0]) in asked and parts[0][1] in ("名詞", "接頭辞"):
+        parts = parts[1:]
+    while len(parts) > 1 and span_norm(parts[-1][0]) in asked and parts[-1][2] == "サ変可能":
+        parts = parts[:-1]
+    rest = "".join(w for w, _, _ in parts)
+    return phrase if span_norm(rest) in asked else rest  # 「東京大学」 for 「東京にある大学」 is not 「大学」
+
+
+def with_phrase(question: str, answer: Answer, reply: str, hits: Sequence[Hit]) -> Answer:
+    """The answer as 「phrase[n]」 when the model's reply to PHRASE_FOLLOW_UP names a phrase it can stand for.
+
+    The phrase must be a span (a name, number, date), not the question's own words, of the kind
+    asked, and held word for word by a sentence (or the title) of a passage: the one the answer
+    cites, else the best-ranked that holds it, which the new answer cites. Else the answer stays.
+    Chosen on the tuning half: the reply found only in a passage (not in the answer's own words)
+    was right more often than the clause it replaces (「地下生物圏」 for a sentence around it).
+    """
+    phrase = clean_reading(reply, question)
+    phrase = trim_question_words(phrase, question) if phrase else ""
+    if not phrase or not _is_span(phrase) or span_norm(phrase) in span_norm(question) or misfit(question, phrase):
+        return answer
+    cited = answer.citations[0].n
+    for n in [cited, *(m for m in range(1, len(hits) + 1) if m != cited)]:
+        chunk = hits[n - 1].chunk
+        if held := holding_sentence(phrase, chunk.title, chunk.text):
+            phrase = as_written(_with_unit(phrase, held), held)
+            return replace(answer, text=f"{phrase}[{n}]", citations=[_citation(n, hits[n - 1], held)])
+    return answer
+
+
+_QUALIFIER = re.compile(r"(?:約|およそ|計|合計|最大|最高|最低|少なくとも|わずか)$")
+# A conversion of an amount (「(約1600億円)」) or a reading in kana (「(きょうほう)」); not another fact (「(1年前は21.7%)」).
+_GLOSS = re.compile(r"^[(（](?:(?:約|およそ)?[\d,.]+(?:兆|億|万|千)*(?:円|ドル|ユーロ|ポンド|元|ウォン)|[\u3040-\u309f]+)[)）]")
+
+
+def as_written(phrase: str, sentence: str) -> str:
+    """The phrase with what the sentence writes right around it: 「11億ドル」 -> 「約11億ドル(約1600億円)」.
+
+    A qualifier right before it (約, 最大, 少なくとも …) and a parenthesis right after it that
+    converts an amount or gives a reading belong to the answer; the reader sees the source's words.
+    """
+    text = unicodedata.normalize("NFKC", sentence)
+    at = text.find(unicodedata.normalize("NFKC", phrase))
+    if at < 0:
+        return phrase
+    end = at + len(unicodedata.normalize("NFKC", phrase))
+    before = _QUALIFIER.search(text[:at])
+    after = _GLOSS.match(text[end:])
+    return (before.group(0) if before else "") + text[at:end] + (after.group(0) if after else "")

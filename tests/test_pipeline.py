@@ -156,3 +156,46 @@ def test_a_reading_of_the_wrong_kind_is_passed_over_and_no_answer_is_the_refusal
     assert answer.refused and answer.text == "資料には記載がありません。" and answer.citations == []
     assert len(reader.calls) == 3 and len(answer.passages) == 3
     assert "何人" in answer.refusal_reason
+
+
+class FollowUpGenerator(RecordingGenerator):
+    """Answers with a clause, and names the phrase when asked once more (as the real model's follow_up does)."""
+
+    def __init__(self, reply: str, phrase: str) -> None:
+        super().__init__(reply)
+        self.phrase = phrase
+        self.follow_ups: list[str] = []
+
+    def follow_up(self, text: str, *, max_tokens: int):
+        self.follow_ups.append(text)
+        yield self.phrase
+
+
+def test_a_clause_for_a_question_about_a_person_becomes_the_name_the_model_names_when_asked_again(
+    settings, embedder
+) -> None:
+    build_index(settings=settings, embedder=embedder)
+    clause = "観光協会の会長は、朝早い時間の来訪をお願いしたいと話した山田太郎会長[1]。"
+    gen = FollowUpGenerator(clause, "山田太郎会長")
+    answer = load_pipeline(settings=settings, embedder=embedder, generator=gen).ask("観光協会の会長は誰ですか?")
+    assert answer.text == "山田太郎会長[1]" and answer.raw_text == clause
+    assert len(gen.follow_ups) == 1 and "山田太郎会長" in answer.citations[0].quote
+
+    # A short answer is not asked again; a reply the answer did not say is not shown.
+    gen = FollowUpGenerator("山田太郎会長[1]", "ignored")
+    assert load_pipeline(settings=settings, embedder=embedder, generator=gen).ask("観光協会の会長は誰ですか?").text == (
+        "山田太郎会長[1]"
+    )
+    assert gen.follow_ups == []
+    gen = FollowUpGenerator(clause, "鈴木花子会長")
+    answer = load_pipeline(settings=settings, embedder=embedder, generator=gen).ask("観光協会の会長は誰ですか?")
+    assert "鈴木" not in answer.text and "山田太郎会長" in answer.text
+
+
+def test_without_a_follow_up_method_the_conversation_is_sent_again_with_one_more_turn(settings, embedder) -> None:
+    build_index(settings=settings, embedder=embedder)
+    clause = "観光協会の会長は、朝早い時間の来訪をお願いしたいと話した山田太郎会長[1]。"
+    gen = RecordingGenerator(clause)
+    load_pipeline(settings=settings, embedder=embedder, generator=gen).ask("観光協会の会長は誰ですか?")
+    first, again = gen.calls
+    assert again[: len(first)] == first and [m["role"] for m in again[len(first) :]] == ["assistant", "user"]

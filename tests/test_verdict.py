@@ -86,3 +86,105 @@ def test_a_word_copied_from_the_passage_is_accepted_even_if_written_in_hiragana(
     hits = [hit("鹿児島県奄美群島では梅雨を「ながし」と呼ぶ。")]
     c = judge("鹿児島県奄美群島で梅雨を何という？", "ながし", 1, hits)
     assert c.accepted and c.quote == "鹿児島県奄美群島では梅雨を「ながし」と呼ぶ。"
+
+
+# ---- the answer first (answer_first, with_phrase) ----
+
+KURSK_Q = "ロシア軍がクルスク州で奪還を目指している要衝の町はどこですか?"
+KURSK_TEXT = (
+    "ウクライナ軍は昨年8月に越境攻撃を開始した。ロシア軍は西部クルスク州で攻勢を強め、"
+    "要衝スジャ奪還に向けて制圧地域を広げてきた。北朝鮮の兵士も投入された。"
+)
+
+
+def _answer(question: str, raw: str, texts: list[str], titles: list[str] | None = None):
+    from rag.verdict import make_answer
+
+    titles = titles or [""] * len(texts)
+    hits = [Hit(Chunk(f"d{i}/0", f"d{i}", f"{i}.txt", t, x, 0), 0.9) for i, (t, x) in enumerate(zip(titles, texts))]
+    return make_answer(question, raw, hits), hits
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("要衝の町は、スジャです[1]。", "スジャ[1]"),
+        ("スジャ[1]", "スジャ[1]"),
+        ("ロシア軍が奪還を目指している要衝の町はスジャです。", "スジャ[1]"),
+    ],
+)
+def test_a_question_for_a_thing_gets_the_phrase_first_with_the_sentence_that_holds_it(raw: str, shown: str) -> None:
+    answer, _ = _answer(KURSK_Q, raw, [KURSK_TEXT])
+    assert answer.text == shown
+    [c] = answer.citations
+    assert "スジャ" in c.quote and c.quote in KURSK_TEXT and not c.quote.startswith("北朝鮮")
+
+
+def test_the_sentence_about_the_question_is_kept_not_the_background_before_it() -> None:
+    question = "何がない音楽は世界中にあるか?"
+    text = "リズムの現れ方は民族や音楽のタイプによって様々である。拍や拍子のない音楽は、世界各地に見られる。"
+    answer, _ = _answer(question, "リズムの現れ方は民族や音楽のタイプによって様々である[1]。拍や拍子のない音楽は、世界各地に見られる[1]。", [text])
+    assert answer.text == "拍や拍子のない音楽は、世界各地に見られる[1]。"
+
+
+def test_a_why_question_keeps_at_most_two_sentences() -> None:
+    question = "なぜ路線バスが減便されるのですか?"
+    text = "運転手の不足が続いている。会社は4月から路線バスを2割減らす。利用者は減っていない。"
+    raw = "運転手の不足が続いているためです[1]。会社は4月から2割減らします[1]。利用者は減っていません[1]。"
+    answer, _ = _answer(question, raw, [text])
+    assert answer.text.count("。") == 2 and "運転手の不足" in answer.text
+
+
+def test_a_date_asked_for_is_taken_out_of_a_clause_that_holds_one_date() -> None:
+    question = "円相場が1ドル=163円まで急落したのはいつですか?"
+    text = "円相場は2026年4月1日に1ドル=163円まで下落した。市場では介入への警戒が強まった。"
+    answer, _ = _answer(question, "円相場が急落したのは、2026年4月1日に1ドル=163円まで下落した[1]。", [text])
+    assert answer.text == "2026年4月1日[1]"
+    assert answer.citations[0].quote == "円相場は2026年4月1日に1ドル=163円まで下落した。"
+
+
+@pytest.mark.parametrize(
+    ("phrase", "sentence", "written"),
+    [
+        ("11億ドル", "計画の中止により約11億ドル(約1600億円)の予算削減が可能", "約11億ドル(約1600億円)"),
+        ("15.9%", "支持率は15.9%(1年前は21.7%)で2位", "15.9%"),  # another fact in the parenthesis stays out
+        ("享保", "享保（きょうほう）は、日本の元号の一つ。", "享保(きょうほう)"),
+        ("スジャ", "要衝スジャ奪還に向けて", "スジャ"),
+    ],
+)
+def test_a_phrase_is_shown_with_the_qualifier_and_gloss_the_source_writes_around_it(
+    phrase: str, sentence: str, written: str
+) -> None:
+    from rag.verdict import as_written
+
+    assert as_written(phrase, sentence) == written
+
+
+@pytest.mark.parametrize(
+    ("phrase", "question", "trimmed"),
+    [
+        ("要衝スジャ奪還", KURSK_Q, "スジャ"),
+        ("東京大学", "東京にある大学はどこですか?", "東京大学"),  # trimmed to nothing: kept whole
+        ("早稲田大学", "どの大学の教授ですか?", "早稲田大学"),  # the kind asked stays the head of the name
+        ("山田一郎氏", "祭りの実行委員長は誰ですか?", "山田一郎氏"),
+    ],
+)
+def test_the_questions_own_words_are_trimmed_from_the_edges_of_a_phrase(phrase: str, question: str, trimmed: str) -> None:
+    from rag.verdict import trim_question_words
+
+    assert trim_question_words(phrase, question) == trimmed
+
+
+def test_a_clause_is_replaced_by_the_phrase_the_model_names_only_when_the_passage_and_answer_hold_it() -> None:
+    from rag.verdict import wants_phrase, with_phrase
+
+    raw = "ロシア軍がクルスク州で奪還を目指している要衝の町は、要衝スジャ奪還に向けて制圧地域を広げてきた[1]。"
+    answer, hits = _answer(KURSK_Q, raw, [KURSK_TEXT])
+    assert wants_phrase(KURSK_Q, answer)
+    shown = with_phrase(KURSK_Q, answer, "要衝スジャ奪還", hits)
+    assert shown.text == "スジャ[1]" and "スジャ" in shown.citations[0].quote
+    for reply in ("ハリコフ", "クルスク州", "資料には記載がありません。", "制圧地域を広げてきた"):
+        assert with_phrase(KURSK_Q, answer, reply, hits) == answer  # not in the answer, the question's, or a clause
+    short, _ = _answer(KURSK_Q, "スジャ[1]", [KURSK_TEXT])
+    assert not wants_phrase(KURSK_Q, short)
+    assert not wants_phrase("なぜ制圧地域を広げたのですか?", answer)
