@@ -202,7 +202,18 @@ def _unwrap(text: str) -> str:
 
 
 def _balanced(text: str) -> bool:
-    return all(text.count(o) == text.count(c) for o, c in _PAIRS.items() if o != c)
+    """Every bracket closed after it opens: 「共産党」、「日共」 is, 共産党」、「日共 is not."""
+    for opening, closing in _PAIRS.items():
+        if opening == closing:
+            continue
+        depth = 0
+        for ch in text:
+            depth += (ch == opening) - (ch == closing)
+            if depth < 0:
+                return False
+        if depth:
+            return False
+    return True
 
 
 def _kind_of_place(phrase: str) -> str | None:

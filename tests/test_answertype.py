@@ -69,3 +69,16 @@ def test_an_answer_of_another_kind_does_not_fit(question: str, answer: str) -> N
 )
 def test_an_answer_of_the_asked_kind_fits(question: str, answer: str) -> None:
     assert misfit(question, answer) is None
+
+
+@pytest.mark.parametrize(
+    ("answer", "phrase"),
+    [
+        ("監視団 (Observer Group)[1]", "監視団 (Observer Group)"),
+        ("「スジャ」です[1]。", "スジャ"),
+        ("略称は「共産党」、「共産」、「日共」[1]。", "「共産党」、「共産」、「日共」"),  # three quotes, not one
+        ("「codice_6」に統合", "「codice_6」に統合"),
+    ],
+)
+def test_the_answer_phrase_keeps_brackets_that_belong_to_it(answer: str, phrase: str) -> None:
+    assert answer_phrase(answer, "略称は何ですか?") == phrase

@@ -111,3 +111,24 @@ def test_rag_eval_answers_a_few_seed_questions(real_index: Settings, tmp_path: P
     answers = json.loads((tmp_path / "report.json").read_text())["answers"]
     assert answers["answered"] == 4
     assert answers["accuracy"] >= 0.5 and answers["ttft_p50"] > 0 and answers["prompt_tokens_p50"] > 0
+
+
+@pytest.mark.parametrize(
+    ("question", "phrase"),
+    [
+        (KURSK_Q, "スジャ"),
+        ("在日米軍の強化計画を中止すると、どれくらいの予算を削減できますか?", "約11億ドル(約1600億円)"),
+        ("ゼレンスキー氏の再選を願う国民の割合は何%ですか?", "15.9%"),
+    ],
+)
+def test_page_examples_answer_first_with_the_phrase_and_the_sentence_that_holds_it(
+    real_pipe, question: str, phrase: str
+) -> None:
+    from rag.webapp import EXAMPLES
+
+    assert question in EXAMPLES
+    answer = real_pipe.ask(question)
+    # The answer is the phrase and its passage, not a copied clause around it ("…要衝スジャ奪還に向けて…").
+    assert re.fullmatch(re.escape(phrase) + r"\[\d\]", answer.text), answer.text
+    [cited] = answer.citations
+    assert phrase in cited.quote and cited.quote in cited.text  # what the reader opens states the answer
