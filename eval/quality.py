@@ -110,6 +110,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="questions per set, spread evenly")
     parser.add_argument("--out", default="eval/out/quality")
     parser.add_argument("--resume", action="store_true", help="keep OUT/SET.jsonl and ask only the questions not in it")
+    parser.add_argument("--exclude", metavar="JSONL", help="leave out the questions of an earlier run (a fresh sample)")
     parser.add_argument("--instruction", metavar="FILE", help="try another one-prompt instruction (tuning sets only)")
     args = parser.parse_args()
     if args.instruction:
@@ -123,6 +124,9 @@ def main() -> None:
     generator = Recording(load_generator(settings))
     for name in args.sets:
         index, items = _corpus(name, settings, embedder, Path("eval/out/.index"))
+        if args.exclude:
+            seen = _done_qids(Path(args.exclude))
+            items = [item for item in items if item.qid not in seen]
         items = ev.spread(items, args.limit)
         pipe = RagPipeline(Retriever(index, embedder, mode=settings.retrieval_mode), generator, settings=settings)
         scored, started = [], time.perf_counter()
