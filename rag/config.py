@@ -52,6 +52,10 @@ class Settings:
     # "passages": each passage is read alone for the answer phrase (rag.generation.READER_PROMPT), the
     # best-ranked one that passes the checks answers; "all": one prompt with every passage.
     reader: str = "all"
+    # What the person reads first (reader "all"): "phrase": the answer phrase and its passage
+    # (「スジャ[1]」), asking the model once more for the phrase when it wrote a clause; "short": the
+    # same without that follow-up; "sentence": the model's checked sentences. rag.verdict.answer_first.
+    answer_form: str = "phrase"
     n_ctx: int = 4096
     max_tokens: int = 384
     n_threads: int = _cpu_count()

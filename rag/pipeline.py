@@ -26,6 +26,8 @@ from rag.retrieval import Retriever
 from rag.types import Answer, Hit
 from rag.verdict import answer_from_readings, judge, make_answer, settles, wants_phrase, with_phrase
 
+ANSWER_FORMS = ("phrase", "short", "sentence")  # Settings.answer_form
+
 
 class RagPipeline:
     """Answers questions from the index with the LLM; models are injected (see load_pipeline)."""
@@ -37,6 +39,10 @@ class RagPipeline:
         self._reload_lock = threading.Lock()
         self._failed_stamp: str | None = None  # a new index that failed to load is not retried every question
         self.gate = QuestionGate(self.settings.max_waiting)
+        if self.settings.answer_form not in ANSWER_FORMS:
+            raise RagError(
+                f"RAG_ANSWER_FORM={self.settings.answer_form!r}: choose one of {', '.join(ANSWER_FORMS)}."
+            )
 
     def reload_if_changed(self) -> bool:
         """Open the index again if a build replaced it since it was loaded; the models are kept. True if reloaded."""
@@ -158,17 +164,19 @@ class RagPipeline:
             pieces.append(piece)
             yield piece
         raw = "".join(pieces)
+        form = self.settings.answer_form
         answer = make_answer(
             question,
             raw,
             hits,
             logprobs=getattr(self.generator, "last_logprobs", None),
+            short=form != "sentence",
             prompt_tokens=prompt_tokens,
             completion_tokens=len(pieces),
             seconds_to_first_token=first,
             seconds_total=time.perf_counter() - started,
         )
-        if wants_phrase(question, answer):  # a question for a thing got a clause: ask for the phrase alone
+        if form == "phrase" and wants_phrase(question, answer):  # a thing asked, a clause said: ask for the phrase
             reply = list(self._follow_up(messages, raw, PHRASE_FOLLOW_UP))
             tokens = len(getattr(self.generator, "last_logprobs", None) or reply)
             said = "".join(reply) if tokens < PHRASE_TOKENS else ""  # a reply cut off is no phrase
