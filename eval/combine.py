@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path.cwd()))
 
 from rag import evaluation as ev
 from rag.types import Answer, Chunk, Hit
-from rag.verdict import Candidate, answer_from_readings, choose, make_answer, prompt_candidate, settles
+from rag.verdict import Candidate, answer_first, answer_from_readings, choose, make_answer, prompt_candidate, settles
 
 Rule = Callable[[dict], tuple[Answer, float]]
 
@@ -86,8 +86,8 @@ def today(q: Q) -> tuple[Answer, float]:
 
 
 def today_answer_first(q: Q) -> tuple[Answer, float]:
-    cand = q.prompt[1]
-    return q.shown([], cand if cand.accepted else None), q.prompt_secs
+    """What the default shows without the phrase follow-up (that needs the model): rag.verdict.answer_first."""
+    return answer_first(q.question, q.prompt[0], q.hits), q.prompt_secs
 
 
 def readings_choose(q: Q) -> tuple[Answer, float]:
