@@ -26,7 +26,7 @@ from rag.retrieval import Retriever
 from rag.types import Answer, Hit
 from rag.verdict import answer_from_readings, judge, make_answer, settles, wants_phrase, with_phrase
 
-ANSWER_FORMS = ("phrase", "short", "sentence")  # Settings.answer_form
+ANSWER_FORMS = ("sentence", "short", "phrase")  # Settings.answer_form
 
 
 class RagPipeline:

@@ -71,14 +71,15 @@ def make_answer(
     hits: Sequence[Hit],
     *,
     logprobs: Sequence[float] | None = None,
-    short: bool = True,
+    short: bool = False,
     **timings: float | int,
 ) -> Answer:
     """Turn the model's text into an Answer whose every [n] names a passage that supports its sentence.
 
     logprobs: the log-probability of each generated token, when the backend reports them (None:
     the answerability decision uses its fallback weights, see rag/answerability.py).
-    short: the answer first (answer_first: 「スジャ[1]」); False keeps the model's sentences, checked.
+    short: the answer first (answer_first: 「スジャ[1]」, Settings.answer_form "short"/"phrase");
+    False (default) keeps the model's sentences, checked.
     """
     passages = [_citation(n, hit) for n, hit in enumerate(hits, start=1)]
     titles = [h.chunk.title for h in hits]

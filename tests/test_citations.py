@@ -89,11 +89,11 @@ def test_the_article_title_counts_as_part_of_its_passage() -> None:
     question = "ユーラシア大陸の北西部にあって、アジアの西に位置する地域はどこ?"
     text = "は、ユーラシア大陸の北西部にある地域。アジアの西に位置する。"
     hits = [Hit(Chunk("d0/0", "d0", "a.txt", "ヨーロッパ", text, 0), 0.9)]
-    answer = make_answer(question, "アジアの西に位置する地域はヨーロッパです[1]。", hits)
+    answer = make_answer(question, "アジアの西に位置する地域はヨーロッパです[1]。", hits, short=True)
     assert not answer.refused and answer.text == "ヨーロッパ[1]"  # the answer first
     assert answer.citations[0].title == "ヨーロッパ"
     assert answer.citations[0].quote == "ヨーロッパ"  # what the reader opens holds the answer: the title
-    full = make_answer(question, "アジアの西に位置する地域はヨーロッパです[1]。", hits, short=False)
+    full = make_answer(question, "アジアの西に位置する地域はヨーロッパです[1]。", hits)
     assert full.text == "アジアの西に位置する地域はヨーロッパです[1]。"
     # A name in neither the title nor the text is still not supported.
     assert make_answer(question, "アジアの西に位置する地域はオセアニアです[1]。", hits).refused

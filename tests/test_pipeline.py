@@ -21,7 +21,7 @@ def test_public_api_names() -> None:
 def test_ask_returns_answer_whose_citation_holds_the_cited_text(pipe) -> None:
     answer = pipe.ask("嵐山には1日あたり何人の観光客が訪れた?")
     assert isinstance(answer, rag.Answer)
-    assert answer.text == "約5万人[1]"  # the answer first: the phrase and its passage, not the model's sentence
+    assert answer.text.endswith("[1]。")  # the model's sentence (answer_form "sentence", the default)
     [c] = answer.citations
     assert (c.n, c.source) == (1, "kyoto.txt")
     assert "約5万人" in answer.text and "約5万人" in c.text  # the citation points at the text the answer came from
@@ -175,6 +175,7 @@ def test_a_clause_for_a_question_about_a_person_becomes_the_name_the_model_names
     settings, embedder
 ) -> None:
     build_index(settings=settings, embedder=embedder)
+    settings = settings.with_overrides(answer_form="phrase")
     clause = "観光協会の会長は、朝早い時間の来訪をお願いしたいと話した山田太郎会長[1]。"
     gen = FollowUpGenerator(clause, "山田太郎会長")
     answer = load_pipeline(settings=settings, embedder=embedder, generator=gen).ask("観光協会の会長は誰ですか?")
@@ -194,6 +195,7 @@ def test_a_clause_for_a_question_about_a_person_becomes_the_name_the_model_names
 
 def test_without_a_follow_up_method_the_conversation_is_sent_again_with_one_more_turn(settings, embedder) -> None:
     build_index(settings=settings, embedder=embedder)
+    settings = settings.with_overrides(answer_form="phrase")
     clause = "観光協会の会長は、朝早い時間の来訪をお願いしたいと話した山田太郎会長[1]。"
     gen = RecordingGenerator(clause)
     load_pipeline(settings=settings, embedder=embedder, generator=gen).ask("観光協会の会長は誰ですか?")

@@ -102,7 +102,7 @@ def _answer(question: str, raw: str, texts: list[str], titles: list[str] | None 
 
     titles = titles or [""] * len(texts)
     hits = [Hit(Chunk(f"d{i}/0", f"d{i}", f"{i}.txt", t, x, 0), 0.9) for i, (t, x) in enumerate(zip(titles, texts))]
-    return make_answer(question, raw, hits), hits
+    return make_answer(question, raw, hits, short=True), hits
 
 
 @pytest.mark.parametrize(
