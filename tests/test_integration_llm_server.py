@@ -110,9 +110,12 @@ def test_the_servers_token_count_is_close_and_never_below_the_models(real_pipe, 
 
 
 def test_rag_ask_answers_through_the_server(real_index: Settings, llm_url: str) -> None:
-    from tests.conftest import KURSK_FILE, KURSK_Q, rag_cli
+    from tests.conftest import rag_cli
 
-    out = rag_cli("ask", KURSK_Q, "--index", str(real_index.index_dir), "--llm-url", llm_url)
+    # Not the Kursk example: it is the known batching flip above, and on an AVX-512 machine
+    # (2026-12-04, before and after that day's changes alike) `rag ask` got 「東部ルハンシク州」 (refused) here.
+    question = "在日米軍の強化計画を中止すると、どれくらいの予算を削減できますか?"
+    out = rag_cli("ask", question, "--index", str(real_index.index_dir), "--llm-url", llm_url)
     assert out.returncode == 0, out.stderr
     answer, _, sources = out.stdout.partition("出典:")
-    assert "スジャ" in answer and KURSK_FILE in sources
+    assert "11億ドル" in answer and "002_579c7d98fbda4370.txt" in sources
