@@ -138,3 +138,5 @@ def test_page_examples_answer_first_with_the_phrase_and_the_sentence_that_holds_
     assert re.fullmatch(re.escape(phrase) + r"\[\d\]", answer.text), answer.text
     [cited] = answer.citations
     assert phrase in cited.quote and cited.quote in cited.text  # what the reader opens states the answer
+    phrase_first.ask("トランプ大統領がウクライナとの情報共有を中断するよう指示したと述べたCIA長官は誰ですか?")
+    assert phrase_first.ask(question).text == answer.text  # the follow-up turn too: same answer after another
