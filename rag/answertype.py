@@ -190,8 +190,8 @@ _PAIRS = {"「": "」", "『": "』", "(": ")", "（": "）", '"': '"', "'": "'"
 def _unwrap(text: str) -> str:
     """Text without the quotes or brackets around it, and without one left open or closed at an end.
 
-    「監視団 (Observer Group)」 keeps its parenthesis, 「「スジャ」」 becomes 「スジャ」, and a bracket
-    left open or closed at either end goes (「共産党」、「日共 -> 共産党」、「日共 is not changed inside).
+    「監視団 (Observer Group)」 keeps its parenthesis, 「「スジャ」」 becomes 「スジャ」, and a quote
+    or bracket at either end without its partner goes; brackets inside are never touched.
     """
     while len(text) >= 2 and _PAIRS.get(text[0]) == text[-1] and _balanced(text[1:-1]):
         text = text[1:-1].strip()
