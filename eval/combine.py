@@ -77,7 +77,7 @@ class Q:
     def prompt_secs(self) -> float:
         return self.rec["prompt"]["seconds"]
 
-    def shown(self, _unused: list[Candidate], chosen: Candidate | None) -> Answer:
+    def shown(self, chosen: Candidate | None) -> Answer:
         return answer_from_readings(self.question, self.hits, [chosen] if chosen else [], [""] if chosen else [])
 
 
@@ -93,7 +93,7 @@ def today_answer_first(q: Q) -> tuple[Answer, float]:
 def readings_choose(q: Q) -> tuple[Answer, float]:
     cands = q.readings
     upto = next((i + 1 for i, c in enumerate(cands) if settles(c)), len(cands))
-    return q.shown([], choose(cands)), q.secs(upto)
+    return q.shown(choose(cands)), q.secs(upto)
 
 
 def _same(a: str, b: str) -> bool:
@@ -107,12 +107,12 @@ def prompt_then_readings(bar: float) -> Rule:
     def rule(q: Q) -> tuple[Answer, float]:
         cand = q.prompt[1]
         if cand.accepted and cand.coverage >= bar:
-            return q.shown([], cand), q.prompt_secs
+            return q.shown(cand), q.prompt_secs
         cands = q.readings
         upto = next((i + 1 for i, c in enumerate(cands) if settles(c)), len(cands))
         pool = [c for c in [*cands[:upto], cand] if c.accepted]
         chosen = max(pool, key=lambda c: (c.coverage, c is cand)) if pool else None
-        return q.shown([], chosen), q.prompt_secs + q.secs(upto)
+        return q.shown(chosen), q.prompt_secs + q.secs(upto)
 
     return rule
 
@@ -124,14 +124,14 @@ def readings_then_prompt(bar: float, *, prefer_prompt: bool = True) -> Rule:
         cands = q.readings
         for i, c in enumerate(cands):
             if c.accepted and c.coverage >= bar:
-                return q.shown([], c), q.secs(i + 1)
+                return q.shown(c), q.secs(i + 1)
         cand = q.prompt[1]
         accepted = [c for c in cands if c.accepted]
         if cand.accepted and (prefer_prompt or not accepted):
-            return q.shown([], cand), q.secs(len(cands)) + q.prompt_secs
+            return q.shown(cand), q.secs(len(cands)) + q.prompt_secs
         pool = accepted + ([cand] if cand.accepted else [])
         chosen = max(pool, key=lambda c: (c.coverage, -c.n)) if pool else None
-        return q.shown([], chosen), q.secs(len(cands)) + q.prompt_secs
+        return q.shown(chosen), q.secs(len(cands)) + q.prompt_secs
 
     return rule
 
@@ -142,10 +142,10 @@ def agreement(q: Q) -> tuple[Answer, float]:
     cands = q.readings
     pool = [c for c in [cand, *cands] if c.accepted]
     if not pool:
-        return q.shown([], None), q.prompt_secs + q.secs(len(cands))
+        return q.shown(None), q.prompt_secs + q.secs(len(cands))
     support = {id(c): sum(_same(c.phrase, d.phrase) for d in pool if d is not c) for c in pool}
     chosen = max(pool, key=lambda c: (support[id(c)] > 0, c.coverage, c is cand))
-    return q.shown([], chosen), q.prompt_secs + q.secs(len(cands))
+    return q.shown(chosen), q.prompt_secs + q.secs(len(cands))
 
 
 RULES: dict[str, Rule] = {

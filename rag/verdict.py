@@ -245,9 +245,14 @@ def choose(candidates: Sequence[Candidate]) -> Candidate | None:
     return max(accepted, key=lambda c: (c.coverage, -c.n)) if accepted else None
 
 
+def _is_span(phrase: str) -> bool:
+    """A name, number or date (shown as the answer itself), not a clause in the model's words."""
+    return len(span_norm(phrase)) <= MAX_SPAN_CHARS and not _INFLECTED.search(phrase)
+
+
 def answer_text(candidate: Candidate) -> str:
     """What the person reads first: the phrase and its passage's number; a clause ends as a sentence."""
-    if len(span_norm(candidate.phrase)) <= MAX_SPAN_CHARS and not _INFLECTED.search(candidate.phrase):
+    if _is_span(candidate.phrase):
         return f"{candidate.phrase}[{candidate.n}]"
     return f"{candidate.phrase}[{candidate.n}]。"
 
@@ -278,11 +283,6 @@ def answer_from_readings(
 
 
 REASON_SENTENCES = 2  # a why/how answer: at most this many sentences
-
-
-def _is_span(phrase: str) -> bool:
-    """A name, number or date (shown as the answer itself), not a clause in the model's words."""
-    return len(span_norm(phrase)) <= MAX_SPAN_CHARS and not _INFLECTED.search(phrase)
 
 
 def answer_first(question: str, answer: Answer, hits: Sequence[Hit]) -> Answer:
@@ -320,7 +320,6 @@ def answer_first(question: str, answer: Answer, hits: Sequence[Hit]) -> Answer:
         text = f"{stem}[{chosen.n}]{body[len(stem) :]}"
     citation = _citation(chosen.n, hits[chosen.n - 1], quote)
     return replace(answer, text=text, citations=[citation])
-
 
 
 def wants_phrase(question: str, answer: Answer) -> bool:
