@@ -42,13 +42,14 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
-def words(text: str) -> list[tuple[str, str, str]]:
-    """Every word of text as (surface, part of speech, its third level: サ変可能, 人名 ...), NFKC."""
+def words(text: str) -> list[tuple[str, str, str, str]]:
+    """Every word of text as (surface, part of speech and its next levels: 名詞, 固有名詞, 人名), NFKC."""
     out = []
     for word in _tagger()(unicodedata.normalize("NFKC", text)):
         raw = word.feature_raw
         fields = next(csv.reader([raw])) if '"' in raw else raw.split(",")
-        out.append((word.surface, fields[0], fields[2] if len(fields) > 2 else ""))
+        levels = [*fields[:3], "", ""][:3]
+        out.append((word.surface, *levels))
     return out
 
 

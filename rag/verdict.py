@@ -332,20 +332,29 @@ def wants_phrase(question: str, answer: Answer) -> bool:
 def trim_question_words(phrase: str, question: str) -> str:
     """The phrase without the question's own words at its start, or actions of the question at its end.
 
-    「要衝スジャ奪還」 asked 「…奪還を目指している要衝の町は」 -> 「スジャ」. A name's head stays even when
-    the question names the kind (「東京大学」 for 「どの大学」): only a trailing action word (奪還, 攻撃,
-    サ変 nouns) goes, and nothing is trimmed to nothing.
+    「要衝スジャ奪還」 asked 「…奪還を目指している要衝の町は」 -> 「スジャ」. Only a name or a figure is cut
+    out of a compound: what is left must hold a proper noun, a number or a word in katakana or
+    Latin letters. A term of common nouns stays whole (「天体暦」, 「植物病理学」, 「減圧蒸留」 are not
+    「暦」, 「病理学」, 「減圧」), as does a name whose head is the kind asked (「東京大学」 for 「どの大学」):
+    only a trailing action word (奪還, 攻撃, サ変 nouns) goes, and nothing is trimmed to nothing.
     """
     from rag.lexical import words
 
     asked = span_norm(question)
     parts = words(phrase)
-    while len(parts) > 1 and span_norm(parts[0][0]) in asked and parts[0][1] in ("名詞", "接頭辞"):
+    while len(parts) > 1 and span_norm(parts[0][0]) in asked and parts[0][1] in ("名詞", "接頭辞", "接尾辞"):
         parts = parts[1:]
-    while len(parts) > 1 and span_norm(parts[-1][0]) in asked and parts[-1][2] == "サ変可能":
+    while len(parts) > 1 and span_norm(parts[-1][0]) in asked and parts[-1][3] == "サ変可能":
         parts = parts[:-1]
-    rest = "".join(w for w, _, _ in parts)
-    return phrase if span_norm(rest) in asked else rest  # 「東京大学」 for 「東京にある大学」 is not 「大学」
+    rest = "".join(w for w, *_ in parts)
+    if span_norm(rest) in asked:  # 「東京大学」 for 「東京にある大学」 is not 「大学」
+        return phrase
+    named = any(p[2] == "固有名詞" for p in parts) or _NAME_CHARS.search(rest)
+    return rest if named and parts[0][1] in ("名詞", "接頭辞") else phrase  # not 「暦」, 「のハイマース」
+
+
+# What a name or figure cut out of a compound holds besides proper nouns: digits, katakana, Latin letters.
+_NAME_CHARS = re.compile(r"[0-9０-９A-Za-zＡ-Ｚａ-ｚ\u30a1-\u30fa]")
 
 
 def with_phrase(question: str, answer: Answer, reply: str, hits: Sequence[Hit]) -> Answer:
@@ -365,9 +374,21 @@ def with_phrase(question: str, answer: Answer, reply: str, hits: Sequence[Hit]) 
     for n in [cited, *(m for m in range(1, len(hits) + 1) if m != cited)]:
         chunk = hits[n - 1].chunk
         if held := holding_sentence(phrase, chunk.title, chunk.text):
+            if _in_list(phrase, held):  # 「中央委員会」 of 「中央委員会および党大会」: the answer's own words say more
+                return answer
             phrase = as_written(_with_unit(phrase, held), held)
             return replace(answer, text=f"{phrase}[{n}]", citations=[_citation(n, hits[n - 1], held)])
     return answer
+
+
+_LIST_JOINER = re.compile(r"^(?:および|及び|並びに|ならびに|や|・)")
+
+
+def _in_list(phrase: str, sentence: str) -> bool:
+    """Whether the sentence goes on from the phrase to another item of a list (「AおよびB」, 「A・B」)."""
+    text = unicodedata.normalize("NFKC", sentence)
+    at = text.find(unicodedata.normalize("NFKC", phrase))
+    return at >= 0 and bool(_LIST_JOINER.match(text[at + len(unicodedata.normalize("NFKC", phrase)) :]))
 
 
 _QUALIFIER = re.compile(r"(?:約|およそ|計|合計|最大|最高|最低|少なくとも|わずか)$")

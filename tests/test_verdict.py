@@ -167,6 +167,13 @@ def test_a_phrase_is_shown_with_the_qualifier_and_gloss_the_source_writes_around
         ("東京大学", "東京にある大学はどこですか?", "東京大学"),  # trimmed to nothing: kept whole
         ("早稲田大学", "どの大学の教授ですか?", "早稲田大学"),  # the kind asked stays the head of the name
         ("山田一郎氏", "祭りの実行委員長は誰ですか?", "山田一郎氏"),
+        ("新市長田中花子", "新市長に選ばれたのは誰ですか?", "田中花子"),
+        ("第3四半期", "どの四半期に赤字になりましたか?", "第3四半期"),
+        # a term of common nouns is not cut to its head or its modifier
+        ("天体暦", "天体の位置を日ごとに記した表を何と呼びますか?", "天体暦"),
+        ("植物病理学", "植物の病気を研究する学問は何ですか?", "植物病理学"),
+        ("減圧蒸留", "その工場ではどのような蒸留を使いますか?", "減圧蒸留"),
+        ("ウクライナ軍のハイマース", "ウクライナ軍は何を使いましたか?", "ウクライナ軍のハイマース"),
     ],
 )
 def test_the_questions_own_words_are_trimmed_from_the_edges_of_a_phrase(phrase: str, question: str, trimmed: str) -> None:
@@ -188,3 +195,12 @@ def test_a_clause_is_replaced_by_the_phrase_the_model_names_only_when_the_passag
     short, _ = _answer(KURSK_Q, "スジャ[1]", [KURSK_TEXT])
     assert not wants_phrase(KURSK_Q, short)
     assert not wants_phrase("なぜ制圧地域を広げたのですか?", answer)
+
+
+def test_a_reply_naming_one_item_of_a_list_does_not_replace_the_answer() -> None:
+    from rag.verdict import with_phrase
+
+    text = "新しい規則は、評議会および総会の承認を経て来月から施行される。"
+    question = "新しい規則は何の承認を経て施行されますか?"
+    answer, hits = _answer(question, "新しい規則は、評議会および総会の承認を経て施行されます[1]。", [text])
+    assert with_phrase(question, answer, "評議会", hits) == answer
