@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path.cwd()))
 
 from rag import evaluation as ev
 from rag.types import Chunk, Hit
-from rag.verdict import make_answer
+from rag.verdict import make_answer, wants_phrase, with_phrase
 
 
 def load_records(path: Path) -> list[dict]:
@@ -50,10 +50,17 @@ def item_of(record: dict) -> ev.QAItem:
     )
 
 
-def rescore(record: dict):
-    """(QAItem, Answer, AnswerRecord) with the current checks applied to the saved raw text."""
+def rescore(record: dict, form: str = "sentence"):
+    """(QAItem, Answer, AnswerRecord) with the current checks applied to the saved raw text.
+
+    form "short" / "phrase" as RAG_ANSWER_FORM; "phrase" uses the follow-up reply the record saved.
+    """
     item = item_of(record)
-    answer = make_answer(item.question, record["raw"], hits_of(record), logprobs=record.get("logprobs") or None)
+    hits = hits_of(record)
+    logprobs = record.get("logprobs") or None
+    answer = make_answer(item.question, record["raw"], hits, logprobs=logprobs, short=form != "sentence")
+    if form == "phrase" and record.get("follow_up") and wants_phrase(item.question, answer):
+        answer = with_phrase(item.question, answer, record["follow_up"], hits)
     return item, answer, ev.score_answer(item, answer)
 
 
@@ -64,6 +71,7 @@ def main() -> None:
     parser.add_argument(
         "--answerability", choices=["on", "off"], default="on", help="off: score without the fitted decision"
     )
+    parser.add_argument("--form", choices=["sentence", "short", "phrase"], default="sentence", help="RAG_ANSWER_FORM")
     args = parser.parse_args()
     if args.answerability == "off":
         from rag import answerability
@@ -73,7 +81,7 @@ def main() -> None:
         records = load_records(path)
         scored = []
         for record in records:
-            item, answer, rec = rescore(record)
+            item, answer, rec = rescore(record, args.form)
             scored.append(rec)
             show = args.show == "all" or (
                 args.show == "refused" and answer.refused and not item.unanswerable
