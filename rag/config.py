@@ -68,6 +68,10 @@ class Settings:
     flash_attn: bool = False
     kv_cache_type: str = "f16"
     temperature: float = 0.0  # greedy: the same question gives the same answer
+    # Prompt lookup decoding: this many tokens copied from the passages are drafted and checked in one
+    # batch. 0 (off) by default: on 2 cores a batch of n tokens costs about n single steps, so it
+    # made answers slower (bench/README.md, "Prompt lookup decoding"); it may pay on more cores.
+    lookup_tokens: int = 0
     # The model answers one question at a time; this many more may wait their turn (the page and the
     # HTTP API share the queue). Beyond it a question is refused with BusyError (HTTP 503): 20 users
     # asking at once all get their answer, a pile-up of hundreds does not grow without bound.

@@ -74,6 +74,7 @@ def load_generator(settings: Settings) -> Generator:
         kv_cache_type=settings.kv_cache_type,
         temperature=settings.temperature,
         instruction=READER_PROMPT if settings.reader == "passages" else SYSTEM_PROMPT,
+        lookup_tokens=settings.lookup_tokens,
     )
 
 

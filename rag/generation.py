@@ -52,6 +52,10 @@ READER_PROMPT = (
 PHRASE_FOLLOW_UP = "答えになる語句だけを、質問にある言葉を含めずに、資料に書かれているとおりに書いてください。"
 PHRASE_TOKENS = 32  # a reply this long is cut off, not a phrase
 
+# Prompt lookup decoding (LlamaCppGenerator lookup_tokens): the last LOOKUP_NGRAM tokens are looked
+# up in the context and what followed them there is drafted, since answers copy passage text.
+LOOKUP_NGRAM = 2
+
 
 class Generator(Protocol):
     """A chat LLM that streams text pieces for a list of messages."""
@@ -359,6 +363,7 @@ class LlamaCppGenerator:
         temperature: float = 0.0,
         seed: int = 0,
         instruction: str = SYSTEM_PROMPT,
+        lookup_tokens: int = 0,
     ) -> None:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -376,6 +381,7 @@ class LlamaCppGenerator:
         self.model_path = Path(model_path)
         self.temperature = temperature
         self.seed = seed
+        self.lookup_tokens = lookup_tokens  # drafted tokens per step (prompt lookup decoding); 0: none
         self.instruction = instruction  # the system message whose tokens stay cached between questions
         self.reused_prompt_tokens = 0  # of the last prompt: the instruction prefix kept in llama.cpp's cache
         self.last_logprobs: list[float] = []  # log-probability of each token of the last answer
@@ -480,8 +486,47 @@ class LlamaCppGenerator:
         tail = prompt[prompt.index(mark_a) + 1 :].replace(mark_b, defuse(text))
         return self._tokens(tail)
 
+    def _eval_rows(self, tokens: list[int]):
+        """Evaluate `tokens` after the cache's llm.n_tokens in one batch; the logits after each of them.
+
+        Llama.eval keeps only the last row (unless logits_all, which holds n_ctx × vocabulary floats):
+        a drafted continuation needs a row per token, so the batch is fed here the same way eval() does.
+        """
+        import numpy as np
+
+        llm = self.llm
+        n_past, n_vocab = llm.n_tokens, llm.n_vocab()
+        llm._ctx.kv_cache_seq_rm(-1, n_past, -1)
+        llm._batch.set_batch(batch=tokens, n_past=n_past, logits_all=True)
+        llm._ctx.decode(llm._batch)
+        llm.input_ids[n_past : n_past + len(tokens)] = tokens
+        llm.n_tokens += len(tokens)
+        return [
+            np.ctypeslib.as_array(llm._ctx.get_logits_ith(i), shape=(n_vocab,)).astype(np.float64)
+            for i in range(len(tokens))
+        ]
+
+    def _draft(self, token: int, room: int) -> list[int]:
+        """Prompt lookup: the tokens that followed the last n-gram where it occurs earlier in the context."""
+        if self.lookup_tokens <= 0 or room <= 0:
+            return []
+        import numpy as np
+        from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+
+        history = np.append(self.llm.input_ids[: self.llm.n_tokens], np.intc(token))
+        found = LlamaPromptLookupDecoding.find_candidate_pred_tokens(
+            history, max_ngram_size=LOOKUP_NGRAM, num_pred_tokens=min(self.lookup_tokens, room)
+        )
+        return [int(t) for t in found]
+
     def _decode(self, max_tokens: int, stop: list[str], messages: list[Message] | None) -> Iterator[str]:
-        """Greedy (or seeded) decoding from the evaluated prompt, one token at a time."""
+        """Greedy (or seeded) decoding from the evaluated prompt.
+
+        With lookup_tokens > 0 each chosen token is evaluated together with a drafted continuation
+        copied from the context (prompt lookup decoding): a drafted token is kept only where it is
+        the token this decoding chooses anyway, so one batch can give several tokens. The drafts
+        depend only on the tokens, so the same prompt gives the same answer every time.
+        """
         import codecs
 
         import numpy as np
@@ -491,8 +536,10 @@ class LlamaCppGenerator:
         rng = np.random.default_rng(self.seed)
         n_vocab = llm.n_vocab()
         text, self.last_logprobs = "", []
-        for _ in range(max_tokens):
-            logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,)).astype(np.float64)
+        rows = [np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,)).astype(np.float64)]
+        drafted: list[int] = []  # evaluated after the last chosen token, not yet chosen themselves
+        for produced in range(max_tokens):
+            logits = rows.pop(0)
             shifted = logits - logits.max()
             log_z = float(np.log(np.exp(shifted).sum()))
             if self.temperature > 0:
@@ -500,7 +547,14 @@ class LlamaCppGenerator:
                 token = int(rng.choice(n_vocab, p=probs / probs.sum()))
             else:
                 token = int(np.argmax(logits))
+            in_cache = bool(drafted) and drafted[0] == token
+            if in_cache:
+                drafted.pop(0)
+            else:  # the rest of the draft is not this answer: drop it from the cache
+                llm.n_tokens -= len(drafted)
+                drafted, rows = [], []
             if self._is_eog(token):
+                llm.n_tokens -= len(drafted) + int(in_cache)  # the cache ends with the answer's last token
                 if messages is not None:  # every answer token is in the cache: a follow-up can go on from here
                     self._last = messages
                 break
@@ -514,7 +568,11 @@ class LlamaCppGenerator:
             text += piece
             if piece:
                 yield piece
-            llm.eval([token])
+            if in_cache:
+                continue  # its logits came with the draft
+            room = min(max_tokens - produced - 1, llm.n_ctx() - llm.n_tokens - 2, llm.n_batch - 1)
+            drafted = self._draft(token, room)
+            rows = self._eval_rows([token, *drafted])
         if tail := decoder.decode(b"", final=True):
             yield tail
 

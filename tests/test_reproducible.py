@@ -59,3 +59,24 @@ def test_chat_page_answers_every_example_correctly_after_other_questions(real_in
             answers.setdefault(question, []).append(text)
         for question, texts in answers.items():
             assert texts[0] == texts[1], question
+
+
+def test_drafted_decoding_gives_the_same_answer_every_time_and_keeps_the_conversation_cached(real_pipe) -> None:
+    """RAG_LOOKUP_TOKENS (prompt lookup decoding, off by default): drafts copied from the passages."""
+    from rag.generation import build_messages
+
+    a, b, _ = EXAMPLES
+    gen = real_pipe.generator
+    gen.lookup_tokens = 6
+    try:
+        first = real_pipe.ask(a)
+        real_pipe.ask(b)
+        again = real_pipe.ask(a)
+        assert first.text == again.text and EXPECTED[a] in first.text
+        messages = build_messages(b, real_pipe.retrieve(b))
+        reply = "".join(gen.stream_chat(messages, max_tokens=128))
+        assert EXPECTED[b] in reply
+        # what a follow-up turn goes on from: the prompt and the answer's tokens, no rejected draft
+        assert gen.llm.n_tokens == len(gen.prompt_tokens(messages)) + len(gen.last_logprobs)
+    finally:
+        gen.lookup_tokens = 0
