@@ -18,6 +18,10 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+def _default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kiji-qa"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a pipeline needs to know; pass overrides as keyword arguments."""
@@ -69,9 +73,17 @@ class Settings:
     kv_cache_type: str = "f16"
     temperature: float = 0.0  # greedy: the same question gives the same answer
     # Prompt lookup decoding: this many tokens copied from the passages are drafted and checked in one
-    # batch. 0 (off) by default: on 2 cores a batch of n tokens costs about n single steps, so it
-    # made answers slower (bench/README.md, "Prompt lookup decoding"); it may pay on more cores.
+    # batch. 0 (off) by default: on 2 cores a batch of n tokens costs about n single steps, so 3
+    # gave whole answers only 5% sooner and changed 2 of 12 seed answers, one of them to a wrong one
+    # (bench/README.md, "Prompt lookup decoding"); it may pay on more cores.
     lookup_tokens: int = 0
+    # False: the GGUF is read into memory, not mapped. llama.cpp repacks its weights for the CPU's
+    # kernels, and a mapped file stays resident beside the copy: 1.9 GB against 1.3 GB for the
+    # default model, the same logits, ~1 s longer to load (hidden behind the embedder's loading).
+    llm_mmap: bool = False
+    # Kept between processes: the evaluated instruction prefix (rag.generation), so a cold start
+    # does not evaluate it again. Default: $XDG_CACHE_HOME/kiji-qa (~/.cache/kiji-qa).
+    cache_dir: Path = field(default_factory=_default_cache_dir)
     # The model answers one question at a time; this many more may wait their turn (the page and the
     # HTTP API share the queue). Beyond it a question is refused with BusyError (HTTP 503): 20 users
     # asking at once all get their answer, a pile-up of hundreds does not grow without bound.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rag.config import Settings
@@ -75,6 +76,8 @@ def load_generator(settings: Settings) -> Generator:
         temperature=settings.temperature,
         instruction=READER_PROMPT if settings.reader == "passages" else SYSTEM_PROMPT,
         lookup_tokens=settings.lookup_tokens,
+        use_mmap=settings.llm_mmap,
+        prefix_cache=settings.cache_dir,
     )
 
 
@@ -114,9 +117,16 @@ def load_pipeline(
     store = store or load_store(settings)
     # A missing index or one kept in another store is reported before seconds of model loading.
     check_store(read_manifest(settings.index_dir), store, version_dir(settings.index_dir))
-    embedder = embedder or load_embedder(settings)
-    index = VectorIndex.load(settings.index_dir, expected_model=embedder.model_id, store=store)
-    generator = generator or load_generator(settings)
+    # A damaged index is reported before any model loads.
+    index = VectorIndex.load(settings.index_dir, expected_model=embedder.model_id if embedder else None, store=store)
+    # The LLM loads in a second thread while the embedder does: llama.cpp and ONNX Runtime release
+    # the GIL, so a cold start waits for the longer of the two, not their sum.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-llm") as pool:
+        pending = None if generator is not None else pool.submit(load_generator, settings)
+        if embedder is None:
+            embedder = load_embedder(settings)
+            index.check_model(embedder.model_id)
+        generator = generator or pending.result()
     return RagPipeline(Retriever(index, embedder, mode=settings.retrieval_mode), generator, settings=settings)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -307,10 +308,14 @@ def open_llama(
     flash_attn: bool = False,
     kv_cache_type: str = "f16",
     seed: int = 0,
+    use_mmap: bool = False,
 ):  # -> llama_cpp.Llama (not imported at module level)
     """A llama_cpp.Llama on the CPU backend that fits this CPU; the one place its options are set.
 
     kv_cache_type "q8_0" halves the attention cache; llama.cpp needs flash attention for a quantized V cache.
+    use_mmap False reads the weights into memory instead of mapping the file: llama.cpp repacks the
+    Q4_K weights for its AVX2/AVX-512 kernels, so a mapped file stays resident beside the repacked
+    copy (1.9 GB for the 1.1 GB model); read, only the copy stays (1.3 GB), with the same logits.
     """
     import llama_cpp
 
@@ -332,10 +337,34 @@ def open_llama(
             type_k=kv,
             type_v=kv,
             seed=seed,
+            use_mmap=use_mmap,
             verbose=False,
         )
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"llama.cpp could not load {model_path}: {exc}. Is it a GGUF model file?") from exc
+
+
+def _prefix_file_name(model_path: Path, options: dict[str, object], prefix: list[int]) -> str:
+    """A name for the instruction prefix's saved state that changes with anything that changes the state.
+
+    The model file (path, size, time), llama.cpp's version and CPU kernels, the context options and the
+    prefix's tokens: a state saved under other conditions is never loaded.
+    """
+    import hashlib
+    import json
+
+    import llama_cpp
+
+    stat = Path(model_path).stat()
+    key = {
+        "model": [str(Path(model_path).resolve()), stat.st_size, stat.st_mtime_ns],
+        "llama_cpp": llama_cpp.__version__,
+        "cpu": loaded_cpu_variant(),
+        "options": options,
+        "prefix": prefix,
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    return f"prefix-{digest}.state"
 
 
 class LlamaCppGenerator:
@@ -347,7 +376,8 @@ class LlamaCppGenerator:
     model loads; before every question the cache is cut back to exactly that prefix and the rest
     of the prompt is evaluated from the same position in the same batches, then decoded greedily
     one token at a time. The same messages give the same tokens whatever was asked before, in this
-    process or a fresh one.
+    process or a fresh one. With prefix_cache the prefix's evaluated state is saved once and loaded,
+    byte for byte, by later processes (a cold `rag ask` skips evaluating it).
     """
 
     def __init__(
@@ -364,11 +394,13 @@ class LlamaCppGenerator:
         seed: int = 0,
         instruction: str = SYSTEM_PROMPT,
         lookup_tokens: int = 0,
+        use_mmap: bool = False,
+        prefix_cache: Path | None = None,
     ) -> None:
+        """prefix_cache: a folder where the evaluated instruction prefix is kept for the next process (None: not kept)."""
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        self.llm = open_llama(
-            model_path,
+        options = dict(
             n_ctx=n_ctx,
             n_threads=n_threads,
             n_batch=n_batch,
@@ -377,6 +409,7 @@ class LlamaCppGenerator:
             kv_cache_type=kv_cache_type,
             seed=seed,
         )
+        self.llm = open_llama(model_path, use_mmap=use_mmap, **options)
         self.cpu_variant = loaded_cpu_variant()
         self.model_path = Path(model_path)
         self.temperature = temperature
@@ -396,8 +429,53 @@ class LlamaCppGenerator:
             template=template, eos_token=eos, bos_token=bos, stop_token_ids=[self.llm.token_eos()]
         )
         self._prefix = self._instruction_prefix()
+        self.prefix_file = None  # where the evaluated prefix is saved for the next process
+        if prefix_cache is not None:
+            self.prefix_file = Path(prefix_cache) / _prefix_file_name(self.model_path, options, self._prefix)
+        self.prefix_loaded = self._load_prefix()  # the state an earlier process saved, byte for byte
+        if not self.prefix_loaded:
+            self.llm.reset()
+            self.llm.eval(self._prefix)  # alone, once: its cached state is the same in every process
+            self._save_prefix()
+
+    def _load_prefix(self) -> bool:
+        """Restore the evaluated instruction prefix from prefix_file; False when there is none that fits."""
+        import ctypes
+
+        import llama_cpp
+
+        if self.prefix_file is None or not self.prefix_file.is_file():
+            return False
+        capacity = len(self._prefix)
+        tokens = (llama_cpp.llama_token * capacity)()
+        count = ctypes.c_size_t(0)
         self.llm.reset()
-        self.llm.eval(self._prefix)  # alone, once: its cached state is the same in every process
+        loaded = llama_cpp.llama_state_load_file(
+            self.llm._ctx.ctx, str(self.prefix_file).encode(), tokens, capacity, ctypes.byref(count)
+        )
+        if not loaded or list(tokens[: count.value]) != self._prefix:
+            self.llm.reset()  # the next eval() starts at position 0 and drops whatever was loaded
+            return False
+        self.llm.input_ids[:capacity] = self._prefix
+        self.llm.n_tokens = capacity
+        return True
+
+    def _save_prefix(self) -> None:
+        """Keep the evaluated prefix for the next process; a cache that cannot be written is skipped."""
+        import llama_cpp
+
+        if self.prefix_file is None:
+            return
+        tokens = (llama_cpp.llama_token * len(self._prefix))(*self._prefix)
+        partial = self.prefix_file.with_name(f"{self.prefix_file.name}.{os.getpid()}.tmp")
+        try:
+            self.prefix_file.parent.mkdir(parents=True, exist_ok=True)
+            if llama_cpp.llama_state_save_file(self.llm._ctx.ctx, str(partial).encode(), tokens, len(tokens)):
+                os.replace(partial, self.prefix_file)  # whole or not at all, also with processes side by side
+        except OSError:
+            pass
+        finally:
+            partial.unlink(missing_ok=True)
 
     def _token_text(self, token: int) -> str:
         if token < 0:

@@ -47,6 +47,7 @@ class VectorIndex:
         self.store: VectorStore = store or FaissStore()  # where a reload or the next build finds the vectors
         # Where it was loaded from and which version: a pipeline compares them with CURRENT to reload.
         self.source_dir: Path | None = None
+        self.folder: Path | None = None  # the version folder it was read from
         self.stamp: str | None = None
 
     @classmethod
@@ -121,13 +122,8 @@ class VectorIndex:
     def _load_folder(cls, folder: Path, *, expected_model: str | None, store: VectorStore) -> VectorIndex:
         """Read and cross-check every part of one index version; any damage is one IndexCorruptError naming it."""
         manifest = read_manifest_file(folder)
-        if expected_model is not None and manifest.embedding_model != expected_model:
-            raise IndexMismatchError(
-                f"The index in {folder}/ was built with the embedding model {manifest.embedding_model!r} "
-                f"({folder / MANIFEST}), but {expected_model!r} is in use; its vectors cannot be compared with "
-                f"the questions' vectors. {REBUILD_HINT}",
-                path=str(folder / MANIFEST),
-            )
+        if expected_model is not None:
+            check_model(manifest, expected_model, folder)
         check_store(manifest, store, folder)
         vectors = store.open(folder, manifest)
         chunks = _read_chunks(folder / CHUNKS)
@@ -142,7 +138,25 @@ class VectorIndex:
             raise damaged(where, f"holds {len(vectors)} vectors for {len(chunks)} passages")
         if lexical.n_docs != len(chunks):
             raise damaged(folder / LEXICAL, f"indexes {lexical.n_docs} passages, {CHUNKS} holds {len(chunks)}")
-        return cls(manifest, chunks, vectors, lexical, store=store)
+        index = cls(manifest, chunks, vectors, lexical, store=store)
+        index.folder = folder
+        return index
+
+    def check_model(self, model_id: str) -> None:
+        """IndexMismatchError unless this index was built with the embedding model `model_id`."""
+        check_model(self.manifest, model_id, self.folder or self.source_dir or Path("."))
+
+
+def check_model(manifest: Manifest, model_id: str, folder: Path) -> None:
+    """IndexMismatchError when the version's vectors come from another embedding model than `model_id`."""
+    if manifest.embedding_model == model_id:
+        return
+    raise IndexMismatchError(
+        f"The index in {folder}/ was built with the embedding model {manifest.embedding_model!r} "
+        f"({folder / MANIFEST}), but {model_id!r} is in use; its vectors cannot be compared with "
+        f"the questions' vectors. {REBUILD_HINT}",
+        path=str(folder / MANIFEST),
+    )
 
 
 def check_store(manifest: Manifest, store: VectorStore, folder: Path) -> None:

@@ -133,11 +133,24 @@ KURSK_Q = "ロシア軍がクルスク州で奪還を目指している要衝の
 KURSK_FILE = "000_b6beab82226e0b33.txt"
 
 
+_CACHE: dict[str, Path] = {}  # the session's RAG_CACHE_DIR: what models keep between processes
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache folder for the whole session, shared by its processes: tests write nothing into ~/.cache."""
+    _CACHE["dir"] = tmp_path_factory.mktemp("cache")
+    return _CACHE["dir"]
+
+
 @pytest.fixture(scope="session")
-def real_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def real_settings(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Settings:
     # Models are prepared under the repo's models/ (as `make` does); the index goes to a temp dir.
     return Settings(
-        models_dir=REPO / "models", seeds_dir=REPO / "seeds", index_dir=tmp_path_factory.mktemp("real") / "index"
+        models_dir=REPO / "models",
+        seeds_dir=REPO / "seeds",
+        index_dir=tmp_path_factory.mktemp("real") / "index",
+        cache_dir=cache_dir,
     )
 
 
@@ -167,7 +180,10 @@ def real_pipe(real_index: Settings, real_embedder):
 def run_env(**extra: str) -> dict[str, str]:
     """The environment for a subprocess: no RAG_* settings of the developer's, the repo's models."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-    env.update({"RAG_MODELS_DIR": str(REPO / "models"), "PYTHONUNBUFFERED": "1", **extra})
+    env.update({"RAG_MODELS_DIR": str(REPO / "models"), "PYTHONUNBUFFERED": "1"})
+    if "dir" in _CACHE:
+        env["RAG_CACHE_DIR"] = str(_CACHE["dir"])
+    env.update(extra)
     return env
 
 

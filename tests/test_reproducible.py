@@ -80,3 +80,35 @@ def test_drafted_decoding_gives_the_same_answer_every_time_and_keeps_the_convers
         assert gen.llm.n_tokens == len(gen.prompt_tokens(messages)) + len(gen.last_logprobs)
     finally:
         gen.lookup_tokens = 0
+
+
+def test_a_saved_instruction_prefix_answers_exactly_as_one_evaluated_and_a_damaged_one_is_replaced(
+    real_pipe, real_index, tmp_path
+) -> None:
+    """A cold start loads the evaluated instruction prefix an earlier process saved (RAG_CACHE_DIR)."""
+    from rag.factories import load_generator
+    from rag.generation import build_messages
+
+    hits = real_pipe.retrieve(KURSK_Q)
+    messages = build_messages(KURSK_Q, hits)
+
+    def answer(gen) -> tuple[str, list[float]]:
+        return "".join(gen.stream_chat(messages, max_tokens=64)), list(gen.last_logprobs)
+
+    expected = answer(real_pipe.generator)
+    cached = real_index.with_overrides(cache_dir=tmp_path)
+    saving = load_generator(cached)
+    saved = list(tmp_path.glob("prefix-*.state"))
+    assert not saving.prefix_loaded and len(saved) == 1
+    assert answer(saving) == expected
+    del saving
+    loading = load_generator(cached)
+    assert loading.prefix_loaded
+    assert answer(loading) == expected  # the same tokens and the same log-probabilities, not just similar
+    del loading
+    saved[0].write_bytes(saved[0].read_bytes()[:1000])  # cut short, as by a full disk
+    recovering = load_generator(cached)
+    assert not recovering.prefix_loaded and answer(recovering) == expected
+    assert saved[0].stat().st_size > 1000  # written again whole
+    other = load_generator(real_index.with_overrides(cache_dir=tmp_path, n_ctx=2048))
+    assert not other.prefix_loaded  # a state saved for other options is never loaded
