@@ -159,6 +159,13 @@ class OnnxEmbedder:
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # warnings about unused initializers are not the user's business
         self.session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+        # An export that takes inputs_embeds (rag.onnx_export, version 3) keeps the word-embedding
+        # table beside it: mapped, so a question reads a few rows of it, not 384 MB.
+        self._table = None
+        if "inputs_embeds" in {i.name for i in self.session.get_inputs()}:
+            from rag.onnx_export import word_embeddings_file
+
+            self._table = np.load(word_embeddings_file(model_file), mmap_mode="r")
         self.tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(_max_tokens(self.folder))
         pad = self.tokenizer.token_to_id("<pad>")
@@ -179,7 +186,11 @@ class OnnxEmbedder:
             encoded = self.tokenizer.encode_batch([texts[i] for i in rows])
             ids = np.array([e.ids for e in encoded], dtype=np.int64)
             mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
-            hidden = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+            if self._table is None:
+                feeds = {"input_ids": ids, "attention_mask": mask}
+            else:
+                feeds = {"inputs_embeds": np.asarray(self._table[ids], dtype=np.float32), "attention_mask": mask}
+            hidden = self.session.run(None, feeds)[0]
             summed = (hidden * mask[..., None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1)
             vectors = summed / np.maximum(np.linalg.norm(summed, axis=1, keepdims=True), 1e-12)
             parts.update(zip(rows, vectors.astype(np.float32), strict=True))

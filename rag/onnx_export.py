@@ -4,8 +4,12 @@ The query path then runs the encoder with ONNX Runtime and tokenizes with `token
 asking a question never imports torch or transformers (seconds of start-up and about a GB of
 memory). Written into `<folder>/onnx/`:
 
-    model.onnx        the encoder in fp32 (vectors equal to sentence-transformers' to ~1e-6): the
-                      default runtime, readable with an index built by torch and vice versa;
+    word_embeddings.npy  the word-embedding table (250k x 384 fp32, 384 MB of the model's 470):
+                      looked up with numpy from the mapped file, so only the rows of the tokens
+                      embedded are read and the ONNX files hold the rest of the encoder (86 MB);
+    model.onnx        the encoder in fp32 from the word embeddings on (vectors equal to
+                      sentence-transformers' to ~1e-6): the default runtime, readable with an
+                      index built by torch and vice versa;
     model_int8.onnx   the encoder with its MatMul weights quantized to int8 (dynamic, per channel),
                       kept when its vectors keep cosine >= MIN_COSINE to the fp32 ones (opt-in,
                       RAG_EMBED_INT8=1: faster builds, an index of its own);
@@ -15,8 +19,10 @@ int8 is not the default although it meets the check and keeps recall@5 on held-o
 0.0011 of fp32: among near-tied passages it reorders some, and on the chat page's first example
 that took the passage holding the answer out of the 4 the model reads (bench/README.md).
 
-The word-embedding table stays fp32 in the int8 file: quantizing its Gather too (onnxruntime's
-default op set) gave cosine 0.976 on JSQuAD passages, below MIN_COSINE (bench/README.md).
+The word-embedding table stays fp32: quantizing its Gather (onnxruntime's default op set) gave
+cosine 0.976 on JSQuAD passages, below MIN_COSINE (bench/README.md). Kept inside the ONNX file
+(exporter version 2) it was in memory twice while the session loaded and once after, 0.83 GB for
+a process that embeds one question.
 """
 
 from __future__ import annotations
@@ -36,8 +42,9 @@ from rag.errors import ModelError
 ONNX_DIR = "onnx"
 FP32_FILE = "model.onnx"
 INT8_FILE = "model_int8.onnx"
+WORD_EMBEDDINGS = "word_embeddings.npy"
 RECORD = "export.json"
-EXPORTER_VERSION = 2  # 2: the fp32 file is always kept
+EXPORTER_VERSION = 3  # 2: the fp32 file is always kept; 3: the word embeddings in their own file
 OPSET = 17
 MIN_COSINE = 0.99  # int8 vectors below this cosine to fp32 ones are not used (issue: light start)
 # A fixed check set in the shape of what is embedded (news sentences, a question), not tuning data.
@@ -62,6 +69,11 @@ def onnx_dir(folder: Path) -> Path:
 def model_file(folder: Path, *, int8: bool) -> Path:
     """The ONNX file of a model folder's export."""
     return onnx_dir(folder) / (INT8_FILE if int8 else FP32_FILE)
+
+
+def word_embeddings_file(model: Path) -> Path:
+    """The word-embedding table beside an ONNX file that takes inputs_embeds (exporter version 3)."""
+    return Path(model).parent / WORD_EMBEDDINGS
 
 
 def read_record(folder: Path) -> dict[str, object] | None:
@@ -116,6 +128,7 @@ def export(folder: Path, *, n_threads: int | None = None) -> dict[str, object]:
             "min_cosine_fp32_vs_torch": round(cos_fp32, 6),
             "min_cosine_int8_vs_fp32": round(cos_int8, 6),
             "quantization": "dynamic int8, MatMul weights per channel; word embeddings fp32",
+            "word_embeddings": WORD_EMBEDDINGS,
         }
         (tmp / RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
         target = onnx_dir(folder)
@@ -144,16 +157,18 @@ def _export_fp32(folder: Path, target: Path) -> None:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     model = AutoModel.from_pretrained(str(folder), local_files_only=True).eval()
+    table = model.get_input_embeddings().weight.detach().numpy().astype(np.float32)
+    np.save(word_embeddings_file(target), table)
 
     class Encoder(torch.nn.Module):
-        """The encoder's last hidden state; pooling and normalizing are done outside, in numpy."""
+        """The encoder's last hidden state from the looked-up word embeddings; pooling is done in numpy."""
 
         def __init__(self, inner: torch.nn.Module) -> None:
             super().__init__()
             self.inner = inner
 
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            return self.inner(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state
 
     ids = torch.tensor([[0, 1000, 2000, 2], [0, 3000, 2, 1]])
     mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])
@@ -163,11 +178,11 @@ def _export_fp32(folder: Path, target: Path) -> None:
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)
         torch.onnx.export(
             Encoder(model),
-            (ids, mask),
+            (model.get_input_embeddings()(ids), mask),
             str(target),
-            input_names=["input_ids", "attention_mask"],
+            input_names=["inputs_embeds", "attention_mask"],
             output_names=["last_hidden_state"],
-            dynamic_axes={"input_ids": axes, "attention_mask": axes, "last_hidden_state": axes},
+            dynamic_axes={"inputs_embeds": axes, "attention_mask": axes, "last_hidden_state": axes},
             opset_version=OPSET,
             dynamo=False,
         )
