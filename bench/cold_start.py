@@ -92,12 +92,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--runtimes", nargs="+", default=["torch", "onnx"])
     parser.add_argument("--checkouts", nargs="+", type=Path, help="compare these checkouts (default runtime) instead")
+    parser.add_argument("--models-dirs", nargs="+", type=Path, help="RAG_MODELS_DIR of each checkout (prepared by it)")
     parser.add_argument("--question", default=QUESTION)
     parser.add_argument("--seeds", type=Path, default=REPO / "seeds")
     args = parser.parse_args()
     article = sorted(p for p in args.seeds.iterdir() if p.suffix == ".txt")[0].read_text(encoding="utf-8")
     if args.checkouts:  # label -> (code, extra environment)
-        variants = {f"{i}:{c.resolve().name}": (c.resolve(), {}) for i, c in enumerate(args.checkouts)}
+        models = args.models_dirs or [None] * len(args.checkouts)
+        variants = {
+            f"{i}:{c.resolve().name}": (c.resolve(), {"RAG_MODELS_DIR": str(m.resolve())} if m else {})
+            for i, (c, m) in enumerate(zip(args.checkouts, models, strict=True))
+        }
     else:
         variants = {r: (REPO, {"RAG_EMBED_RUNTIME": r}) for r in args.runtimes}
     labels = list(variants)
