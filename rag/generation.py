@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -467,7 +468,7 @@ class LlamaCppGenerator:
         if self.prefix_file is None:
             return
         tokens = (llama_cpp.llama_token * len(self._prefix))(*self._prefix)
-        partial = self.prefix_file.with_name(f"{self.prefix_file.name}.{os.getpid()}.tmp")
+        partial = self.prefix_file.with_name(f"{self.prefix_file.name}.{os.getpid()}-{threading.get_ident()}.tmp")
         try:
             self.prefix_file.parent.mkdir(parents=True, exist_ok=True)
             if llama_cpp.llama_state_save_file(self.llm._ctx.ctx, str(partial).encode(), tokens, len(tokens)):
