@@ -54,7 +54,14 @@ class LazyEmbedder:
         return self.real.embed_passages(texts, show_progress=show_progress)
 
 
+# The word-embedding table of an ONNX export that takes inputs_embeds (rag.onnx_export, version 3).
+WORD_EMBEDDINGS = "word_embeddings.npy"
 EMBED_BATCH = 128  # passages per embedding call in a build: the progress bar moves at this step
+
+
+def word_embeddings_file(model: Path) -> Path:
+    """The word-embedding table beside an ONNX file that takes inputs_embeds."""
+    return Path(model).parent / WORD_EMBEDDINGS
 
 
 def model_id_of(folder: Path) -> str:
@@ -163,8 +170,6 @@ class OnnxEmbedder:
         # table beside it: mapped, so a question reads a few rows of it, not 384 MB.
         self._table = None
         if "inputs_embeds" in {i.name for i in self.session.get_inputs()}:
-            from rag.onnx_export import word_embeddings_file
-
             self._table = np.load(word_embeddings_file(model_file), mmap_mode="r")
         self.tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(_max_tokens(self.folder))

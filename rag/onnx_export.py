@@ -37,12 +37,12 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.embedding import WORD_EMBEDDINGS, word_embeddings_file
 from rag.errors import ModelError
 
 ONNX_DIR = "onnx"
 FP32_FILE = "model.onnx"
 INT8_FILE = "model_int8.onnx"
-WORD_EMBEDDINGS = "word_embeddings.npy"
 RECORD = "export.json"
 EXPORTER_VERSION = 3  # 2: the fp32 file is always kept; 3: the word embeddings in their own file
 OPSET = 17
@@ -69,11 +69,6 @@ def onnx_dir(folder: Path) -> Path:
 def model_file(folder: Path, *, int8: bool) -> Path:
     """The ONNX file of a model folder's export."""
     return onnx_dir(folder) / (INT8_FILE if int8 else FP32_FILE)
-
-
-def word_embeddings_file(model: Path) -> Path:
-    """The word-embedding table beside an ONNX file that takes inputs_embeds (exporter version 3)."""
-    return Path(model).parent / WORD_EMBEDDINGS
 
 
 def read_record(folder: Path) -> dict[str, object] | None:
