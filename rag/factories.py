@@ -118,7 +118,7 @@ def load_pipeline(
     # A missing index or one kept in another store is reported before seconds of model loading.
     check_store(read_manifest(settings.index_dir), store, version_dir(settings.index_dir))
     # A damaged index is reported before any model loads.
-    index = VectorIndex.load(settings.index_dir, expected_model=embedder.model_id if embedder else None, store=store)
+    index = VectorIndex.load(settings.index_dir, expected_model=embedder.model_id if embedder is not None else None, store=store)
     # The LLM loads in a second thread while the embedder does: llama.cpp and ONNX Runtime release
     # the GIL, so a cold start waits for the longer of the two, not their sum.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-llm") as pool:
