@@ -77,10 +77,11 @@ class Settings:
     # gave whole answers only 5% sooner and changed 2 of 12 seed answers, one of them to a wrong one
     # (bench/README.md, "Prompt lookup decoding"); it may pay on more cores.
     lookup_tokens: int = 0
-    # False: the GGUF is read into memory, not mapped. llama.cpp repacks its weights for the CPU's
-    # kernels, and a mapped file stays resident beside the copy: 1.9 GB against 1.3 GB for the
-    # default model, the same logits, ~1 s longer to load (hidden behind the embedder's loading).
-    llm_mmap: bool = False
+    # True: the GGUF is mapped, and the pages llama.cpp has copied out of it (it repacks the weights
+    # for the CPU's kernels) are released while it loads, so the file does not stay resident beside
+    # the copy (rag.generation.release_mapped_pages; Linux). False: the file is read into memory,
+    # ~1 s slower and ~0.1 GB more with the default model. The same logits either way.
+    llm_mmap: bool = True
     # Kept between processes: the evaluated instruction prefix (rag.generation), so a cold start
     # does not evaluate it again. Default: $XDG_CACHE_HOME/kiji-qa (~/.cache/kiji-qa).
     cache_dir: Path = field(default_factory=_default_cache_dir)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Protocol
 
@@ -309,14 +311,15 @@ def open_llama(
     flash_attn: bool = False,
     kv_cache_type: str = "f16",
     seed: int = 0,
-    use_mmap: bool = False,
+    use_mmap: bool = True,
 ):  # -> llama_cpp.Llama (not imported at module level)
     """A llama_cpp.Llama on the CPU backend that fits this CPU; the one place its options are set.
 
     kv_cache_type "q8_0" halves the attention cache; llama.cpp needs flash attention for a quantized V cache.
-    use_mmap False reads the weights into memory instead of mapping the file: llama.cpp repacks the
-    Q4_K weights for its AVX2/AVX-512 kernels, so a mapped file stays resident beside the repacked
-    copy (1.9 GB for the 1.1 GB model); read, only the copy stays (1.3 GB), with the same logits.
+    use_mmap True maps the file, and the pages llama.cpp has copied are released as it loads
+    (release_mapped_pages): it repacks the Q4_K weights for its AVX2/AVX-512 kernels, and a mapped
+    file would stay resident beside the repacked copy (1.9 GB for the 1.1 GB model, against 1.2 GB
+    released). False reads the weights into memory instead (1.3 GB, ~1 s slower). Same logits.
     """
     import llama_cpp
 
@@ -327,22 +330,65 @@ def open_llama(
     kv = getattr(llama_cpp, f"GGML_TYPE_{kv_cache_type.upper()}")
     load_cpu_backend()
     try:
-        return llama_cpp.Llama(
-            model_path=str(model_path),
-            n_ctx=n_ctx,
-            n_threads=n_threads,
-            n_threads_batch=n_threads,
-            n_batch=n_batch,
-            n_ubatch=min(n_ubatch, n_batch),
-            flash_attn=flash_attn,
-            type_k=kv,
-            type_v=kv,
-            seed=seed,
-            use_mmap=use_mmap,
-            verbose=False,
-        )
+        with release_mapped_pages(model_path) if use_mmap else nullcontext():
+            return llama_cpp.Llama(
+                model_path=str(model_path),
+                n_ctx=n_ctx,
+                n_threads=n_threads,
+                n_threads_batch=n_threads,
+                n_batch=n_batch,
+                n_ubatch=min(n_ubatch, n_batch),
+                flash_attn=flash_attn,
+                type_k=kv,
+                type_v=kv,
+                seed=seed,
+                use_mmap=use_mmap,
+                verbose=False,
+            )
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"llama.cpp could not load {model_path}: {exc}. Is it a GGUF model file?") from exc
+
+
+@contextmanager
+def release_mapped_pages(path: Path, period: float = 0.05) -> Iterator[None]:
+    """While the body loads a mapped file, keep dropping this process's resident pages of it.
+
+    llama.cpp copies (repacks) most weights out of the mapped GGUF, and the pages it has read would
+    stay counted in the process's memory beside the copy. MADV_DONTNEED on a mapping that is not
+    writable only unmaps pages: they stay in the page cache and fault back in, the same bytes, when
+    a tensor used in place is read. Linux only (/proc/self/maps); elsewhere nothing is done.
+    """
+    maps = Path("/proc/self/maps")
+    if not maps.exists() or not hasattr(mmap, "MADV_DONTNEED"):
+        yield
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    target = str(Path(path).resolve())
+
+    def release() -> None:
+        for line in maps.read_text().splitlines():
+            fields = line.split(maxsplit=5)
+            if len(fields) == 6 and fields[5] == target and "w" not in fields[1]:
+                start, end = (int(x, 16) for x in fields[0].split("-"))
+                libc.madvise(start, end - start, mmap.MADV_DONTNEED)
+
+    loaded = threading.Event()
+
+    def keep_releasing() -> None:
+        while not loaded.wait(period):
+            release()
+
+    worker = threading.Thread(target=keep_releasing, name="release-mapped", daemon=True)
+    worker.start()
+    try:
+        yield
+    finally:
+        loaded.set()
+        worker.join()
+        release()
 
 
 def _prefix_file_name(model_path: Path, options: dict[str, object], prefix: list[int]) -> str:
@@ -395,7 +441,7 @@ class LlamaCppGenerator:
         seed: int = 0,
         instruction: str = SYSTEM_PROMPT,
         lookup_tokens: int = 0,
-        use_mmap: bool = False,
+        use_mmap: bool = True,
         prefix_cache: Path | None = None,
     ) -> None:
         """prefix_cache: a folder where the evaluated instruction prefix is kept for the next process (None: not kept)."""
