@@ -82,6 +82,9 @@ class Settings:
     # the copy (rag.generation.release_mapped_pages; Linux). False: the file is read into memory,
     # ~1 s slower and ~0.1 GB more with the default model. The same logits either way.
     llm_mmap: bool = True
+    # True: llama.cpp repacks the weights for its AVX2/AVX-512 kernels at load (use_extra_bufts).
+    # False: the weights are used as the file holds them, by other kernels (slightly other logits).
+    llm_repack: bool = True
     # Kept between processes: the evaluated instruction prefix (rag.generation), so a cold start
     # does not evaluate it again. Default: $XDG_CACHE_HOME/kiji-qa (~/.cache/kiji-qa).
     cache_dir: Path = field(default_factory=_default_cache_dir)

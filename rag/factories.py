@@ -77,6 +77,7 @@ def load_generator(settings: Settings) -> Generator:
         instruction=READER_PROMPT if settings.reader == "passages" else SYSTEM_PROMPT,
         lookup_tokens=settings.lookup_tokens,
         use_mmap=settings.llm_mmap,
+        repack=settings.llm_repack,
         prefix_cache=settings.cache_dir,
     )
 

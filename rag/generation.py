@@ -312,6 +312,7 @@ def open_llama(
     kv_cache_type: str = "f16",
     seed: int = 0,
     use_mmap: bool = True,
+    repack: bool = True,
 ):  # -> llama_cpp.Llama (not imported at module level)
     """A llama_cpp.Llama on the CPU backend that fits this CPU; the one place its options are set.
 
@@ -320,6 +321,9 @@ def open_llama(
     (release_mapped_pages): it repacks the Q4_K weights for its AVX2/AVX-512 kernels, and a mapped
     file would stay resident beside the repacked copy (1.9 GB for the 1.1 GB model, against 1.2 GB
     released). False reads the weights into memory instead (1.3 GB, ~1 s slower). Same logits.
+    repack False uses the weights as the file holds them (llama.cpp's use_extra_bufts off): no copy
+    and no repacking at load, other kernels, so the logits differ slightly; a mapped file is then
+    read in place and not released.
     """
     import llama_cpp
 
@@ -330,7 +334,10 @@ def open_llama(
     kv = getattr(llama_cpp, f"GGML_TYPE_{kv_cache_type.upper()}")
     load_cpu_backend()
     try:
-        with release_mapped_pages(model_path) if use_mmap else nullcontext():
+        with (
+            model_params(use_extra_bufts=repack),
+            release_mapped_pages(model_path) if use_mmap and repack else nullcontext(),
+        ):
             return llama_cpp.Llama(
                 model_path=str(model_path),
                 n_ctx=n_ctx,
@@ -347,6 +354,36 @@ def open_llama(
             )
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"llama.cpp could not load {model_path}: {exc}. Is it a GGUF model file?") from exc
+
+
+_MODEL_PARAMS_LOCK = threading.Lock()
+
+
+@contextmanager
+def model_params(**fields: object) -> Iterator[None]:
+    """While the body runs, llama.cpp's default model parameters have these fields set.
+
+    llama_cpp.Llama sets only some of the parameters on the defaults it starts from (not
+    use_extra_bufts, for one); the function it reads them from is swapped for the body's duration.
+    Loads are serialized by a lock, so no other Llama in this process sees these fields.
+    """
+    import llama_cpp.llama
+
+    module = llama_cpp.llama.llama_cpp  # the name Llama.__init__ calls llama_model_default_params on
+    original = module.llama_model_default_params
+
+    def defaults():  # -> llama_cpp.llama_model_params
+        params = original()
+        for name, value in fields.items():
+            setattr(params, name, value)
+        return params
+
+    with _MODEL_PARAMS_LOCK:
+        module.llama_model_default_params = defaults
+        try:
+            yield
+        finally:
+            module.llama_model_default_params = original
 
 
 @contextmanager
@@ -442,6 +479,7 @@ class LlamaCppGenerator:
         instruction: str = SYSTEM_PROMPT,
         lookup_tokens: int = 0,
         use_mmap: bool = True,
+        repack: bool = True,
         prefix_cache: Path | None = None,
     ) -> None:
         """prefix_cache: a folder where the evaluated instruction prefix is kept for the next process (None: not kept)."""
@@ -455,6 +493,7 @@ class LlamaCppGenerator:
             flash_attn=flash_attn,
             kv_cache_type=kv_cache_type,
             seed=seed,
+            repack=repack,
         )
         self.llm = open_llama(model_path, use_mmap=use_mmap, **options)
         self.cpu_variant = loaded_cpu_variant()
