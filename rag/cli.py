@@ -115,10 +115,17 @@ def _screen_rows(text: str, columns: int) -> int:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     """Answer one question, streaming the text, then list the numbered sources."""
-    from rag.factories import load_pipeline
+    from rag.factories import lazy_embedder, load_pipeline
+    from rag.retrieval import Retriever
 
-    pipe = load_pipeline(settings=_settings(args))
-    stream = pipe.stream(args.question)
+    settings = _settings(args)
+    pipe = load_pipeline(settings=settings)
+    hits = pipe.retrieve(args.question)
+    # One question per process: the embedder's memory (~0.4 GB) goes back before the model writes,
+    # so the two models are never at their largest together (it would load again if needed).
+    pipe.retriever = Retriever(pipe.retriever.index, lazy_embedder(settings), mode=pipe.retriever.mode)
+    _return_freed_memory()
+    stream = pipe.stream(args.question, passages=hits)
     live = sys.stdout.isatty()
     streamed = ""
     for piece in stream:
@@ -147,6 +154,18 @@ def cmd_ask(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _return_freed_memory() -> None:
+    """Hand memory the process freed back to the system (glibc keeps it otherwise; elsewhere nothing is done)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (AttributeError, OSError):  # not glibc
+        pass
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

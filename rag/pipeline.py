@@ -6,7 +6,7 @@ import contextlib
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 from rag.config import Settings
@@ -78,21 +78,34 @@ class RagPipeline:
         return retriever.complete_sentences(retriever.retrieve_in_conversation(question, previous, k=k))
 
     def ask(
-        self, question: str, *, k: int | None = None, history: History = (), max_tokens: int | None = None
+        self,
+        question: str,
+        *,
+        k: int | None = None,
+        history: History = (),
+        max_tokens: int | None = None,
+        passages: Sequence[Hit] | None = None,
     ) -> Answer:
         """Answer a question (optionally a follow-up to `history`) with numbered citations.
 
+        passages: the hits to answer from, as retrieve() gave them (default: retrieved now).
         Safe to call from several threads: questions are answered one at a time (BusyError when
         more than settings.max_waiting are already waiting).
         """
-        with self.stream(question, k=k, history=history, max_tokens=max_tokens) as stream:
+        with self.stream(question, k=k, history=history, max_tokens=max_tokens, passages=passages) as stream:
             for _ in stream:
                 pass
         assert stream.answer is not None  # set when the iterator is exhausted
         return stream.answer
 
     def stream(
-        self, question: str, *, k: int | None = None, history: History = (), max_tokens: int | None = None
+        self,
+        question: str,
+        *,
+        k: int | None = None,
+        history: History = (),
+        max_tokens: int | None = None,
+        passages: Sequence[Hit] | None = None,
     ) -> AnswerStream:
         """Like ask(), but yields text pieces as the model writes them; `.answer` is set at the end.
 
@@ -111,7 +124,7 @@ class RagPipeline:
             self.gate.wake()
 
         stream = AnswerStream(
-            self._run(question, k, turns, limit, ticket, cancelled, result),
+            self._run(question, k, turns, limit, passages, ticket, cancelled, result),
             release=lambda: self.gate.leave(ticket),
             result=result,
             cancel=cancel,
@@ -125,6 +138,7 @@ class RagPipeline:
         k: int | None,
         history: list[tuple[str, str]],
         max_tokens: int,
+        passages: Sequence[Hit] | None,
         ticket: object,
         cancelled: threading.Event,
         out: list[Answer],
@@ -133,7 +147,7 @@ class RagPipeline:
             if not self.gate.wait(ticket, cancelled):
                 return
             # closing(): the model's generation stops here, before the next token, also on GeneratorExit.
-            with contextlib.closing(self._answer(question, k, history, max_tokens, out)) as pieces:
+            with contextlib.closing(self._answer(question, k, history, max_tokens, passages, out)) as pieces:
                 for piece in pieces:
                     if cancelled.is_set():
                         return
@@ -142,10 +156,16 @@ class RagPipeline:
             self.gate.leave(ticket)
 
     def _answer(
-        self, question: str, k: int | None, history: list[tuple[str, str]], max_tokens: int, out: list[Answer]
+        self,
+        question: str,
+        k: int | None,
+        history: list[tuple[str, str]],
+        max_tokens: int,
+        passages: Sequence[Hit] | None,
+        out: list[Answer],
     ) -> Iterator[str]:
         started = time.perf_counter()
-        hits = self.retrieve(question, k=k, history=history)
+        hits = list(passages) if passages is not None else self.retrieve(question, k=k, history=history)
         if self.settings.reader == "passages":
             yield from self._read_passages(question, hits, history, max_tokens, started, out)
             return

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from rag.webapp import EXAMPLES
@@ -112,3 +114,49 @@ def test_a_saved_instruction_prefix_answers_exactly_as_one_evaluated_and_a_damag
     assert saved[0].stat().st_size > 1000  # written again whole
     other = load_generator(real_index.with_overrides(cache_dir=tmp_path, n_ctx=2048))
     assert not other.prefix_loaded  # a state saved for other options is never loaded
+
+
+def _resident_mb(path) -> float:
+    """Megabytes of `path` this process holds in memory through its mappings (/proc/self/smaps)."""
+    target, mb, inside = str(path.resolve()), 0.0, False
+    for line in open("/proc/self/smaps", encoding="utf-8"):
+        head = line.split(maxsplit=5)
+        if not head[0].endswith(":"):  # a mapping's first line: address perms offset dev inode [path]
+            inside = len(head) == 6 and head[5].rstrip("\n") == target
+        elif inside and head[0] == "Rss:":
+            mb += int(head[1]) / 1024
+    return mb
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="reads /proc/self/smaps (Linux)")
+def test_a_mapped_model_answers_as_one_read_into_memory_and_does_not_stay_resident_beside_its_copy(
+    real_pipe, real_index, tmp_path
+) -> None:
+    """RAG_LLM_MMAP: llama.cpp copies the repacked weights out of the map; the pages it read go back as it loads."""
+    from rag.factories import load_generator
+    from rag.generation import build_messages
+
+    messages = build_messages(KURSK_Q, real_pipe.retrieve(KURSK_Q))
+    settings = real_index.with_overrides(cache_dir=tmp_path, llm_repack=True)
+    model = real_pipe.generator.model_path  # mapped by real_pipe's generator too: only loading is compared
+    size_mb = model.stat().st_size / 2**20
+    answers, added = [], []
+    for mapped in (False, True):
+        before = _resident_mb(model)
+        gen = load_generator(settings.with_overrides(llm_mmap=mapped))
+        added.append(_resident_mb(model) - before)
+        answers.append(("".join(gen.stream_chat(messages, max_tokens=64)), list(gen.last_logprobs)))
+        del gen
+    assert answers[0] == answers[1]  # the same tokens and log-probabilities
+    assert added[0] < 1  # read: loading maps nothing
+    assert added[1] < 0.2 * size_mb, added  # mapped: not the whole file resident beside the repacked copy
+
+
+def test_an_answer_from_given_passages_cites_only_them(real_pipe) -> None:
+    """ask(passages=...) answers from the hits it is given, as from the same hits retrieved."""
+    hits = real_pipe.retrieve(KURSK_Q)
+    assert real_pipe.ask(KURSK_Q, passages=hits).text == real_pipe.ask(KURSK_Q).text
+    others = [h for h in hits if "スジャ" not in h.chunk.text]
+    answer = real_pipe.ask(KURSK_Q, passages=others)
+    assert {c.source for c in answer.citations} <= {h.chunk.source for h in others}
+    assert "スジャ" not in answer.text
