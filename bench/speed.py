@@ -134,6 +134,7 @@ def main() -> None:
     options = {
         k: getattr(settings, k) for k in ("n_ctx", "n_threads", "n_batch", "n_ubatch", "flash_attn", "kv_cache_type")
     }
+    options |= {"use_mmap": settings.llm_mmap, "repack": settings.llm_repack}  # the weights as the pipeline has them
     data = {"model": str(gen.model_path), "options": options, "prefix": prefix, "prompts": prompts}  # type: ignore[attr-defined]
 
     if args.dump_prompts:
