@@ -82,9 +82,10 @@ class Settings:
     # the copy (rag.generation.release_mapped_pages; Linux). False: the file is read into memory,
     # ~1 s slower and ~0.1 GB more with the default model. The same logits either way.
     llm_mmap: bool = True
-    # True: llama.cpp repacks the weights for its AVX2/AVX-512 kernels at load (use_extra_bufts).
-    # False: the weights are used as the file holds them, by other kernels (slightly other logits).
-    llm_repack: bool = True
+    # False: the weights are used as the file holds them (llama.cpp's use_extra_bufts off): no copy at
+    # load, prompts ~1.4x faster and generation ~0.75x on AVX-512 (first word ~0.72x); slightly other
+    # logits. True: llama.cpp repacks them for its AVX2/AVX-512 kernels. bench/README.md, "Repacking".
+    llm_repack: bool = False
     # Kept between processes: the evaluated instruction prefix (rag.generation), so a cold start
     # does not evaluate it again. Default: $XDG_CACHE_HOME/kiji-qa (~/.cache/kiji-qa).
     cache_dir: Path = field(default_factory=_default_cache_dir)

@@ -312,7 +312,7 @@ def open_llama(
     kv_cache_type: str = "f16",
     seed: int = 0,
     use_mmap: bool = True,
-    repack: bool = True,
+    repack: bool = False,
 ):  # -> llama_cpp.Llama (not imported at module level)
     """A llama_cpp.Llama on the CPU backend that fits this CPU; the one place its options are set.
 
@@ -479,7 +479,7 @@ class LlamaCppGenerator:
         instruction: str = SYSTEM_PROMPT,
         lookup_tokens: int = 0,
         use_mmap: bool = True,
-        repack: bool = True,
+        repack: bool = False,
         prefix_cache: Path | None = None,
     ) -> None:
         """prefix_cache: a folder where the evaluated instruction prefix is kept for the next process (None: not kept)."""
