@@ -77,7 +77,7 @@ class Settings:
     # gave whole answers only 5% sooner and changed 2 of 12 seed answers, one of them to a wrong one
     # (bench/README.md, "Prompt lookup decoding"); it may pay on more cores.
     lookup_tokens: int = 0
-    # True: the GGUF is mapped, and the pages llama.cpp has copied out of it (it repacks the weights
+    # True: the GGUF is mapped (used in place without repacking); with llm_repack the pages llama.cpp has copied out of it (it repacks the weights
     # for the CPU's kernels) are released while it loads, so the file does not stay resident beside
     # the copy (rag.generation.release_mapped_pages; Linux). False: the file is read into memory,
     # ~1 s slower and ~0.1 GB more with the default model. The same logits either way.
