@@ -6,9 +6,12 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from rag.pieces import PieceTokenizer
 
 
 class Embedder(Protocol):
@@ -129,11 +132,44 @@ def _prompts(folder: Path) -> dict[str, str]:
     return {k: v for k, v in prompts.items() if isinstance(v, str)}
 
 
-def _max_tokens(folder: Path) -> int:
+def max_tokens_of(folder: Path) -> int:
+    """The most tokens the folder's model reads (special tokens included): its max_seq_length, else 512."""
     try:
         return int(json.loads((folder / "sentence_bert_config.json").read_text(encoding="utf-8"))["max_seq_length"])
     except (OSError, ValueError, KeyError, TypeError):
         return 512
+
+
+class _Tokens:
+    """`tokenizers` itself, truncating and padding as the model expects (the reference for rag.pieces)."""
+
+    def __init__(self, tokenizer_json: Path, *, max_tokens: int) -> None:
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_json))
+        self.tokenizer.enable_truncation(max_tokens)
+        pad = self.tokenizer.token_to_id("<pad>")
+        self.tokenizer.enable_padding(pad_id=pad if pad is not None else 0, pad_token="<pad>")
+
+    def encode_batch(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, attention mask) of texts, padded to the longest, as int64 arrays."""
+        encoded = self.tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encoded], dtype=np.int64).reshape(len(texts), -1)
+        mask = np.array([e.attention_mask for e in encoded], dtype=np.int64).reshape(len(texts), -1)
+        return ids, mask
+
+
+def _tokenizer(folder: Path, export_dir: Path, *, pieces: bool) -> _Tokens | PieceTokenizer:
+    """The sentencepiece copy of folder's tokenizer written beside its export, else `tokenizers` on tokenizer.json."""
+    from rag.pieces import SPM_FILE, PieceTokenizer
+
+    spm_file = export_dir / SPM_FILE
+    if pieces and spm_file.is_file():
+        try:
+            return PieceTokenizer(spm_file, folder / "tokenizer.json", max_tokens=max_tokens_of(folder))
+        except (ImportError, OSError, RuntimeError):  # sentencepiece missing or the file unreadable
+            pass
+    return _Tokens(folder / "tokenizer.json", max_tokens=max_tokens_of(folder))
 
 
 INT8_SUFFIX = "+int8"  # in the model id of an int8 runtime: its vectors differ from fp32 (cosine ~0.995)
@@ -154,10 +190,14 @@ class OnnxEmbedder:
         n_threads: int | None = None,
         batch_size: int = 32,
         int8: bool = False,
+        pieces: bool = True,
     ) -> None:
-        """folder: the sentence-transformers folder (tokenizer, prompts); model_file: its ONNX export (int8: quantized)."""
+        """folder: the sentence-transformers folder (tokenizer, prompts); model_file: its ONNX export (int8: quantized).
+
+        pieces: tokenize with the sentencepiece copy of the tokenizer that `rag models` wrote beside
+        the export (rag.pieces: the same ids in a tenth of the time and memory to load), when there is one.
+        """
         import onnxruntime as ort
-        from tokenizers import Tokenizer
 
         self.folder = Path(folder)
         options = ort.SessionOptions()
@@ -171,10 +211,7 @@ class OnnxEmbedder:
         self._table = None
         if "inputs_embeds" in {i.name for i in self.session.get_inputs()}:
             self._table = np.load(word_embeddings_file(model_file), mmap_mode="r")
-        self.tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
-        self.tokenizer.enable_truncation(_max_tokens(self.folder))
-        pad = self.tokenizer.token_to_id("<pad>")
-        self.tokenizer.enable_padding(pad_id=pad if pad is not None else 0, pad_token="<pad>")
+        self.tokenizer = _tokenizer(self.folder, Path(model_file).parent, pieces=pieces)
         self.model_id = model_id_of(self.folder) + (INT8_SUFFIX if int8 else "")
         self.batch_size = batch_size
         self._prompts = _prompts(self.folder)
@@ -188,9 +225,7 @@ class OnnxEmbedder:
         parts: dict[int, np.ndarray] = {}
         for start in range(0, len(order), self.batch_size):
             rows = order[start : start + self.batch_size]
-            encoded = self.tokenizer.encode_batch([texts[i] for i in rows])
-            ids = np.array([e.ids for e in encoded], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
+            ids, mask = self.tokenizer.encode_batch([texts[i] for i in rows])
             if self._table is None:
                 feeds = {"input_ids": ids, "attention_mask": mask}
             else:

@@ -88,7 +88,7 @@ def test_asking_loads_neither_torch_nor_transformers(real_index: Settings, tmp_p
         "r = Retriever(VectorIndex.load(s.index_dir, expected_model=e.model_id), e)\n"
         f"hits = r.retrieve({KURSK_Q!r}, k=4)\n"
         "print(type(e).__name__, hits[0].chunk.source)\n"
-        "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules))\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers', 'tokenizers') if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=run_env(), cwd=REPO, timeout=300)
     assert out.returncode == 0, out.stderr
