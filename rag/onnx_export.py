@@ -157,7 +157,7 @@ def write_pieces(folder: Path) -> bool:
     try:
         if not convert(tokenizer_json, target):
             return False
-    except ImportError:  # sentencepiece not installed: tokenizers it is
+    except (ImportError, OSError):  # sentencepiece not installed, or a folder we may not write: tokenizers it is
         return False
     from tokenizers import Tokenizer
 
