@@ -120,7 +120,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     # One question per process: the passages are found first, the embedder's memory goes back, and
-    # only then does the LLM load, so the two models are never in memory together (peak ~0.2 GB
+    # only then does the LLM load, so the two models are never in memory together (peak ~0.1 GB
     # lower; the LLM's ~0.4 s load no longer overlaps the embedder's, bench/README.md).
     pipe = load_pipeline(settings=settings, generator=_NOT_LOADED)
     hits = pipe.retrieve(args.question)

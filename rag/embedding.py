@@ -195,7 +195,7 @@ class OnnxEmbedder:
         """folder: the sentence-transformers folder (tokenizer, prompts); model_file: its ONNX export (int8: quantized).
 
         pieces: tokenize with the sentencepiece copy of the tokenizer that `rag models` wrote beside
-        the export (rag.pieces: the same ids in a tenth of the time and memory to load), when there is one.
+        the export (rag.pieces: the same ids, a fraction of the time and memory to load), when there is one.
         """
         import onnxruntime as ort
 

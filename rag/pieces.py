@@ -9,10 +9,9 @@ the same special tokens, truncation and padding.
 
 Where the two could disagree, the text goes to `tokenizers` (loaded then, once): a normalized text
 holding combining marks, format or control characters (the two libraries group them with their
-neighbours differently), or one whose pieces hold two neighbours that could swap places ("...." as
-"..." + "." or "." + "...": two segmentations of equal score, which the libraries break
-differently). Everything else gets the same ids (tests/test_pieces.py compares them on generated
-and real text).
+neighbours differently), or one whose pieces also spell it in another order ("...." as "..." + "."
+or "." + "...": two segmentations of equal score, a tie the libraries break differently).
+Everything else gets the same ids (tests/test_pieces.py compares them on generated and real text).
 """
 
 from __future__ import annotations
@@ -125,7 +124,7 @@ class PieceTokenizer:
 
         ("...." as "..." + "." or "." + "...", "1010101010" as 10|101|010|10 or 10|10|101|010.) Found by
         spelling the text again from the same pieces, trying another piece where one fits; a text
-        whose search runs long is counted as tied (tokenizers then decides; never a wrong id).
+        whose search runs long is counted as tied, and tokenizers decides.
         """
         pieces = [self._pieces.id_to_piece(i) for i in ids]
         text = "".join(pieces)
