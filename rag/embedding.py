@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 if TYPE_CHECKING:
-    from rag.pieces import PieceTokenizer
+    from rag.pieces import PieceTokenizer, ReferenceTokenizer
 
 
 class Embedder(Protocol):
@@ -140,28 +140,9 @@ def max_tokens_of(folder: Path) -> int:
         return 512
 
 
-class _Tokens:
-    """`tokenizers` itself, truncating and padding as the model expects (the reference for rag.pieces)."""
-
-    def __init__(self, tokenizer_json: Path, *, max_tokens: int) -> None:
-        from tokenizers import Tokenizer
-
-        self.tokenizer = Tokenizer.from_file(str(tokenizer_json))
-        self.tokenizer.enable_truncation(max_tokens)
-        pad = self.tokenizer.token_to_id("<pad>")
-        self.tokenizer.enable_padding(pad_id=pad if pad is not None else 0, pad_token="<pad>")
-
-    def encode_batch(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, attention mask) of texts, padded to the longest, as int64 arrays."""
-        encoded = self.tokenizer.encode_batch(texts)
-        ids = np.array([e.ids for e in encoded], dtype=np.int64).reshape(len(texts), -1)
-        mask = np.array([e.attention_mask for e in encoded], dtype=np.int64).reshape(len(texts), -1)
-        return ids, mask
-
-
-def _tokenizer(folder: Path, export_dir: Path, *, pieces: bool) -> _Tokens | PieceTokenizer:
+def _tokenizer(folder: Path, export_dir: Path, *, pieces: bool) -> ReferenceTokenizer | PieceTokenizer:
     """The sentencepiece copy of folder's tokenizer written beside its export, else `tokenizers` on tokenizer.json."""
-    from rag.pieces import SPM_FILE, PieceTokenizer
+    from rag.pieces import SPM_FILE, PieceTokenizer, ReferenceTokenizer
 
     spm_file = export_dir / SPM_FILE
     if pieces and spm_file.is_file():
@@ -169,7 +150,7 @@ def _tokenizer(folder: Path, export_dir: Path, *, pieces: bool) -> _Tokens | Pie
             return PieceTokenizer(spm_file, folder / "tokenizer.json", max_tokens=max_tokens_of(folder))
         except (ImportError, OSError, RuntimeError):  # sentencepiece missing or the file unreadable
             pass
-    return _Tokens(folder / "tokenizer.json", max_tokens=max_tokens_of(folder))
+    return ReferenceTokenizer(folder / "tokenizer.json", max_tokens=max_tokens_of(folder))
 
 
 INT8_SUFFIX = "+int8"  # in the model id of an int8 runtime: its vectors differ from fp32 (cosine ~0.995)

@@ -84,6 +84,29 @@ def convert(tokenizer_json: Path, target: Path) -> bool:
     return True
 
 
+class ReferenceTokenizer:
+    """`tokenizers` itself on tokenizer.json, truncating and padding as the model expects."""
+
+    def __init__(self, tokenizer_json: Path, *, max_tokens: int) -> None:
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_json))
+        self.tokenizer.enable_truncation(max_tokens)
+        pad = self.tokenizer.token_to_id("<pad>")
+        self.tokenizer.enable_padding(pad_id=pad if pad is not None else 0, pad_token="<pad>")
+
+    def ids(self, text: str) -> list[int]:
+        """The ids of one text, special tokens included, truncated."""
+        return list(self.tokenizer.encode(text).ids)
+
+    def encode_batch(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, attention mask) of texts, padded to the longest, as int64 arrays."""
+        encoded = self.tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encoded], dtype=np.int64).reshape(len(texts), -1)
+        mask = np.array([e.attention_mask for e in encoded], dtype=np.int64).reshape(len(texts), -1)
+        return ids, mask
+
+
 class PieceTokenizer:
     """Token ids of texts, as `tokenizers` would give them for the same tokenizer.json (truncated, padded)."""
 
@@ -172,10 +195,6 @@ class PieceTokenizer:
     def _reference_ids(self, text: str) -> list[int]:
         with self._lock:
             if self._reference is None:
-                from tokenizers import Tokenizer
-
-                reference = Tokenizer.from_file(str(self._tokenizer_json))
-                reference.enable_truncation(self.max_tokens)
-                self._reference = reference
+                self._reference = ReferenceTokenizer(self._tokenizer_json, max_tokens=self.max_tokens)
             self.fallbacks += 1
-        return list(self._reference.encode(text).ids)
+        return self._reference.ids(text)
