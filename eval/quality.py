@@ -64,8 +64,8 @@ class Recording:
     def last_logprobs(self) -> list[float]:
         return list(getattr(self.inner, "last_logprobs", []) or [])
 
-    def follow_up(self, text: str, *, max_tokens: int, **options: object) -> Iterator[str]:
-        for piece in self.inner.follow_up(text, max_tokens=max_tokens, **options):  # type: ignore[attr-defined]
+    def follow_up(self, text: str, *, max_tokens: int) -> Iterator[str]:
+        for piece in self.inner.follow_up(text, max_tokens=max_tokens):  # type: ignore[attr-defined]
             self.follow += piece
             yield piece
 

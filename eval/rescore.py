@@ -53,14 +53,13 @@ def item_of(record: dict) -> ev.QAItem:
 def rescore(record: dict, form: str = "sentence"):
     """(QAItem, Answer, AnswerRecord) with the current checks applied to the saved raw text.
 
-    form "short" / "phrase" / "span" as RAG_ANSWER_FORM; "phrase" and "span" use the follow-up reply the
-    record saved (a run with that form: "span"'s reply was decoded under the span constraint).
+    form "short" / "phrase" as RAG_ANSWER_FORM; "phrase" uses the follow-up reply the record saved.
     """
     item = item_of(record)
     hits = hits_of(record)
     logprobs = record.get("logprobs") or None
     answer = make_answer(item.question, record["raw"], hits, logprobs=logprobs, short=form != "sentence")
-    if form in ("phrase", "span") and record.get("follow_up") and wants_phrase(item.question, answer):
+    if form == "phrase" and record.get("follow_up") and wants_phrase(item.question, answer):
         answer = with_phrase(item.question, answer, record["follow_up"], hits)
     return item, answer, ev.score_answer(item, answer)
 
@@ -72,7 +71,7 @@ def main() -> None:
     parser.add_argument(
         "--answerability", choices=["on", "off"], default="on", help="off: score without the fitted decision"
     )
-    parser.add_argument("--form", choices=["sentence", "short", "phrase", "span"], default="sentence", help="RAG_ANSWER_FORM")
+    parser.add_argument("--form", choices=["sentence", "short", "phrase"], default="sentence", help="RAG_ANSWER_FORM")
     args = parser.parse_args()
     if args.answerability == "off":
         from rag import answerability

@@ -59,8 +59,6 @@ class Settings:
     # What the person reads first (reader "all"): "sentence": the model's checked sentences;
     # "short": the answer phrase and its passage first (「スジャ[1]」, rag.verdict.answer_first);
     # "phrase": that, and the model is asked once more for the phrase when it wrote a clause.
-    # "span": as "phrase", the reply decoded so that it is word for word a span of a passage
-    # (rag.spans.SpanConstraint).
     # "sentence" stays the default: on held-out JSQuAD "short" was 1.3 points less often right and
     # "phrase" 4.0 (bench/README.md, "The answer first").
     answer_form: str = "sentence"

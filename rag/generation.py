@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Protocol
 
 from rag.errors import ModelError, PromptTooLongError
-from rag.spans import SpanConstraint, TokenTable
 from rag.text import char_bigrams
 from rag.types import Hit
 
@@ -507,8 +506,6 @@ class LlamaCppGenerator:
         self.last_logprobs: list[float] = []  # log-probability of each token of the last answer
         self._last: list[Message] | None = None  # the conversation a follow_up() continues
         self._vocab = None
-        self._table: TokenTable | None = None  # the vocabulary as bytes, for constrained replies
-        self._eog: list[int] = []  # end-of-generation tokens
         template = self.llm.metadata.get("tokenizer.chat_template")
         if not template:
             raise ModelError(f"{model_path} carries no chat template; use an instruct GGUF that has one.")
@@ -620,14 +617,13 @@ class LlamaCppGenerator:
         self.llm.eval(tokens[keep:])
         yield from self._decode(max_tokens, stop, messages)
 
-    def follow_up(self, text: str, *, max_tokens: int, spans: Sequence[str] | None = None) -> Iterator[str]:
+    def follow_up(self, text: str, *, max_tokens: int) -> Iterator[str]:
         """The reply to one more user turn, `text`, after the answer stream_chat() just gave.
 
         The conversation so far is in llama.cpp's cache (the prompt and every answer token), so only
         the new turn's few tokens are evaluated. What it gives depends only on the last stream_chat()
         call, which itself starts from the cached instruction prefix: the same question and follow-up
         give the same reply in any process. Nothing is yielded unless that answer ended by itself.
-        With `spans` the reply is decoded under a SpanConstraint: word for word a span of one of them.
         """
         if self._last is None:
             return
@@ -638,16 +634,7 @@ class LlamaCppGenerator:
         self._last = None
         self.llm.eval(suffix)
         _, stop = self._prompt(messages)
-        constraint = SpanConstraint(spans, self._token_table()) if spans else None
-        yield from self._decode(max_tokens, stop, None, constraint)
-
-    def _token_table(self) -> TokenTable:
-        """The vocabulary's bytes (built on first use, ~151k tokens, then kept)."""
-        if self._table is None:
-            llm = self.llm
-            self._table = TokenTable((t, llm.detokenize([t], special=False)) for t in range(llm.n_vocab()))
-            self._eog = [t for t in range(llm.n_vocab()) if self._is_eog(t)]
-        return self._table
+        yield from self._decode(max_tokens, stop, None)
 
     def _turn_suffix(self, text: str) -> list[int]:
         """Tokens that close the model's turn and open a user turn with `text`, then the model's turn again."""
@@ -696,21 +683,13 @@ class LlamaCppGenerator:
         )
         return [int(t) for t in found]
 
-    def _decode(
-        self,
-        max_tokens: int,
-        stop: list[str],
-        messages: list[Message] | None,
-        constraint: SpanConstraint | None = None,
-    ) -> Iterator[str]:
+    def _decode(self, max_tokens: int, stop: list[str], messages: list[Message] | None) -> Iterator[str]:
         """Greedy (or seeded) decoding from the evaluated prompt.
 
         With lookup_tokens > 0 each chosen token is evaluated together with a drafted continuation
         copied from the context (prompt lookup decoding): a drafted token is kept only where it is
         the token this decoding chooses anyway, so one batch can give several tokens. The drafts
-        depend only on the tokens, so the same prompt gives the same answer every time. With a
-        constraint only the tokens it allows are chosen (their log-probabilities are the model's own),
-        and nothing is drafted.
+        depend only on the tokens, so the same prompt gives the same answer every time.
         """
         import codecs
 
@@ -723,18 +702,11 @@ class LlamaCppGenerator:
         text, self.last_logprobs = "", []
         rows = [np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,)).astype(np.float64)]
         drafted: list[int] = []  # evaluated after the last chosen token, not yet chosen themselves
-        said = b""
         for produced in range(max_tokens):
             logits = rows.pop(0)
             shifted = logits - logits.max()
             log_z = float(np.log(np.exp(shifted).sum()))
-            if constraint is not None:
-                allowed, may_end = constraint.allowed(said)
-                choices = allowed + (self._eog if may_end else [])
-                if not choices:  # nothing continues a span: the reply ends here
-                    break
-                token = choices[int(np.argmax(logits[choices]))]
-            elif self.temperature > 0:
+            if self.temperature > 0:
                 probs = np.exp(shifted / self.temperature)
                 token = int(rng.choice(n_vocab, p=probs / probs.sum()))
             else:
@@ -751,9 +723,7 @@ class LlamaCppGenerator:
                     self._last = messages
                 break
             self.last_logprobs.append(float(shifted[token]) - log_z)
-            raw = llm.detokenize([token], special=False)
-            said += raw
-            piece = decoder.decode(raw)
+            piece = decoder.decode(llm.detokenize([token], special=False))
             cut = min((i for s in stop if (i := (text + piece).find(s)) >= 0), default=-1)
             if cut >= 0:  # a stop string the tokenizer spelled out in pieces
                 if cut > len(text):
@@ -765,7 +735,7 @@ class LlamaCppGenerator:
             if in_cache:
                 continue  # its logits came with the draft
             room = min(max_tokens - produced - 1, llm.n_ctx() - llm.n_tokens - 2, llm.n_batch - 1)
-            drafted = self._draft(token, room) if constraint is None else []
+            drafted = self._draft(token, room)
             rows = self._eval_rows([token, *drafted])
         if tail := decoder.decode(b"", final=True):
             yield tail

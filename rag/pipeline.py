@@ -26,7 +26,7 @@ from rag.retrieval import Retriever
 from rag.types import Answer, Hit
 from rag.verdict import answer_from_readings, judge, make_answer, settles, wants_phrase, with_phrase
 
-ANSWER_FORMS = ("sentence", "short", "phrase", "span")  # Settings.answer_form
+ANSWER_FORMS = ("sentence", "short", "phrase")  # Settings.answer_form
 
 
 class RagPipeline:
@@ -196,9 +196,8 @@ class RagPipeline:
             seconds_to_first_token=first,
             seconds_total=time.perf_counter() - started,
         )
-        if form in ("phrase", "span") and wants_phrase(question, answer):  # a thing asked, a clause said
-            spans = [text for hit in hits for text in (hit.chunk.title, hit.chunk.text)] if form == "span" else None
-            reply = list(self._follow_up(messages, raw, PHRASE_FOLLOW_UP, spans))
+        if form == "phrase" and wants_phrase(question, answer):  # a thing asked, a clause said: ask for the phrase
+            reply = list(self._follow_up(messages, raw, PHRASE_FOLLOW_UP))
             tokens = len(getattr(self.generator, "last_logprobs", None) or reply)
             said = "".join(reply) if tokens < PHRASE_TOKENS else ""  # a reply cut off is no phrase
             answer = replace(
@@ -208,17 +207,11 @@ class RagPipeline:
             )
         out.append(answer)
 
-    def _follow_up(
-        self, messages: list[Message], said: str, text: str, spans: list[str] | None = None
-    ) -> Iterator[str]:
-        """The model's reply to one more user turn after its answer (its cache reused when it has one).
-
-        spans: the reply must be word for word a span of one of these (constrained decoding), where
-        the generator can decode so (LlamaCppGenerator); a generator that cannot replies freely.
-        """
+    def _follow_up(self, messages: list[Message], said: str, text: str) -> Iterator[str]:
+        """The model's reply to one more user turn after its answer (its cache reused when it has one)."""
         follow_up = getattr(self.generator, "follow_up", None)
         if follow_up is not None:
-            yield from follow_up(text, max_tokens=PHRASE_TOKENS, **({"spans": spans} if spans else {}))
+            yield from follow_up(text, max_tokens=PHRASE_TOKENS)
             return
         turn = [{"role": "assistant", "content": said}, {"role": "user", "content": text}]
         yield from self.generator.stream_chat([*messages, *turn], max_tokens=PHRASE_TOKENS)
