@@ -62,7 +62,12 @@ class Settings:
     # "sentence" stays the default: on held-out JSQuAD "short" was 1.3 points less often right and
     # "phrase" 4.0 (bench/README.md, "The answer first").
     answer_form: str = "sentence"
-    n_ctx: int = 4096
+    # The LLM's context in tokens: instruction, passages, question, earlier turns and the answer. A
+    # question with its passages takes ~300–700 tokens and an answer at most max_tokens, so 2048
+    # leaves room for the two earlier turns a follow-up carries; 4096 gave the same answers (the
+    # same tokens and log-probabilities on 40 JSQuAD questions) with ~50 MB more attention cache
+    # resident in every process (bench/README.md, "A question from a cold start").
+    n_ctx: int = 2048
     max_tokens: int = 384
     n_threads: int = _cpu_count()
     # llama.cpp feeding (bench/README.md, "llama.cpp build and options"): prompt tokens per

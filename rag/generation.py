@@ -304,7 +304,7 @@ KV_CACHE_TYPES = ("f16", "q8_0")
 def open_llama(
     model_path: Path,
     *,
-    n_ctx: int = 4096,
+    n_ctx: int = 2048,
     n_threads: int | None = None,
     n_batch: int = 512,
     n_ubatch: int = 512,
@@ -468,7 +468,7 @@ class LlamaCppGenerator:
         self,
         model_path: Path,
         *,
-        n_ctx: int = 4096,
+        n_ctx: int = 2048,
         n_threads: int | None = None,
         n_batch: int = 512,
         n_ubatch: int = 512,

@@ -112,7 +112,7 @@ def test_a_saved_instruction_prefix_answers_exactly_as_one_evaluated_and_a_damag
     recovering = load_generator(cached)
     assert not recovering.prefix_loaded and answer(recovering) == expected
     assert saved[0].stat().st_size > 1000  # written again whole
-    other = load_generator(real_index.with_overrides(cache_dir=tmp_path, n_ctx=2048))
+    other = load_generator(real_index.with_overrides(cache_dir=tmp_path, n_ctx=1024))
     assert not other.prefix_loaded  # a state saved for other options is never loaded
 
 
