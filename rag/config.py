@@ -65,8 +65,9 @@ class Settings:
     # The LLM's context in tokens: instruction, passages, question, earlier turns and the answer. A
     # question with its passages takes ~300–700 tokens and an answer at most max_tokens, so 2048
     # leaves room for the two earlier turns a follow-up carries; 4096 gave the same answers (the
-    # same tokens and log-probabilities on 40 JSQuAD questions) with ~50 MB more attention cache
-    # resident in every process (bench/README.md, "A question from a cold start").
+    # same tokens and log-probabilities on 40 JSQuAD questions) with ~95 MiB more at a cold `rag ask`'s
+    # peak: llama.cpp clears the attention cache and sizes its compute buffer for the whole context
+    # (bench/README.md, "A question from a cold start").
     n_ctx: int = 2048
     max_tokens: int = 384
     n_threads: int = _cpu_count()
