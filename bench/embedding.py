@@ -15,6 +15,7 @@ vector (min and mean; a variant must keep min >= 0.99 to be usable without rebui
   onnx fp32       rag.embedding.OnnxEmbedder on the fp32 file `rag models` exported: the default
                   runtime (RAG_EMBED_RUNTIME=onnx)
   onnx int8       the int8 file (RAG_EMBED_INT8=1)
+  onnx ... batch 32   the same with 32 passages per call (8, rag.embedding.ONNX_BATCH, since 2026-12-06)
 
 sentence-transformers' own ONNX / OpenVINO backends need optimum, which pins transformers versions;
 rag/onnx_export.py exports with torch.onnx instead (bench/README.md).
@@ -98,12 +99,15 @@ def main() -> None:
         names = {n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and ".attention." not in n}
         return with_model(torch.ao.quantization.quantize_dynamic(model, names, dtype=torch.qint8))
 
-    def onnx(int8: bool) -> object:
+    def onnx(int8: bool, batch_size: int | None = None) -> object:
         from rag.config import Settings
         from rag.factories import load_embedder
 
         settings = Settings(models_dir=REPO / "models", embed_runtime="onnx", embed_int8=int8, n_threads=args.threads)
-        return load_embedder(settings)
+        embedder = load_embedder(settings)
+        if batch_size:
+            embedder.batch_size = batch_size
+        return embedder
 
     def run(embedder: SentenceTransformerEmbedder, by_length: bool) -> np.ndarray:
         if not by_length:
@@ -126,6 +130,8 @@ def main() -> None:
         "bf16": (lambda: with_model(copy.deepcopy(base.model).to(torch.bfloat16)), False),
         "onnx fp32": (lambda: onnx(False), False),
         "onnx int8": (lambda: onnx(True), False),
+        "onnx fp32 batch 32": (lambda: onnx(False, 32), False),
+        "onnx int8 batch 32": (lambda: onnx(True, 32), False),
     }
     print(f"{len(texts)} passages, {args.threads} threads, load average {os.getloadavg()[0]:.1f}", flush=True)
     reference = None

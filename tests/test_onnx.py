@@ -72,6 +72,19 @@ def test_onnx_vectors_agree_with_sentence_transformers() -> None:
 
 
 @pytest.mark.integration
+def test_a_passage_gets_the_same_fp32_vector_in_any_batch() -> None:
+    """`rag add` embeds a few passages, a whole build many at a time: the index must not depend on which."""
+    from rag.embedding import ONNX_BATCH, OnnxEmbedder
+    from rag.onnx_export import model_file
+
+    texts = _corpus_sentences()[:24]
+    alone = OnnxEmbedder(E5, model_file(E5, int8=False), batch_size=1).embed_passages(texts)  # one text per run
+    for batch_size in (ONNX_BATCH, 3, len(texts)):
+        batched = OnnxEmbedder(E5, model_file(E5, int8=False), batch_size=batch_size).embed_passages(texts)
+        assert np.abs(batched - alone).max() < 1e-5, batch_size
+
+
+@pytest.mark.integration
 def test_asking_loads_neither_torch_nor_transformers(real_index: Settings, tmp_path: Path) -> None:
     from rag.ingest import build_index
 
